@@ -1,0 +1,190 @@
+"""The manager's schema, as SQLAlchemy Core tables.
+
+The database is the single source of truth.  Occupancy of an agent is the sum
+of its live ``allocations`` rows (``released_at IS NULL``), never a counter.
+Times are UNIX epoch seconds (float): portable across SQLite and PostgreSQL
+and cheap to compare in the coordinator loops.
+
+Any change here needs a new Alembic revision in ``migrations/versions``; a
+test compares the migrated schema against this metadata.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+__all__ = [
+    "KERNEL_LIVE_STATES",
+    "SESSION_TERMINAL_STATES",
+    "agents",
+    "allocations",
+    "images",
+    "kernels",
+    "keypairs",
+    "metadata",
+    "resource_groups",
+    "session_history",
+    "sessions",
+]
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+SESSION_TERMINAL_STATES = ("TERMINATED", "CANCELLED", "ERROR")
+KERNEL_LIVE_STATES = (
+    "SCHEDULED",
+    "PREPARING",
+    "PULLING",
+    "PREPARED",
+    "CREATING",
+    "RUNNING",
+    "TERMINATING",
+)
+
+keypairs = sa.Table(
+    "keypairs",
+    metadata,
+    sa.Column("access_key", sa.String(64), primary_key=True),
+    sa.Column("secret_key", sa.String(128), nullable=False),
+    sa.Column("user_id", sa.String(256), nullable=False),
+    sa.Column("role", sa.String(32), nullable=False),  # superadmin | admin | user
+    sa.Column("is_active", sa.Boolean, nullable=False, default=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+resource_groups = sa.Table(
+    "resource_groups",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("description", sa.String(512), nullable=False, default=""),
+    sa.Column("is_active", sa.Boolean, nullable=False, default=True),
+    sa.Column("scheduler", sa.String(64), nullable=False, default="fifo"),
+    sa.Column("agent_selector", sa.String(64), nullable=False, default="first-fit"),
+    sa.Column("options", sa.JSON, nullable=False, default=dict),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+agents = sa.Table(
+    "agents",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),  # ALIVE | LOST | TERMINATED
+    sa.Column("status_changed", sa.Float, nullable=False),
+    sa.Column("rpc_addr", sa.String(256), nullable=False),
+    sa.Column(
+        "resource_group", sa.String(64), sa.ForeignKey("resource_groups.name"), nullable=False
+    ),
+    sa.Column("architecture", sa.String(32), nullable=False),
+    sa.Column("backend", sa.String(32), nullable=False),
+    sa.Column("capacity", sa.JSON, nullable=False),  # ResourceSlots.to_json()
+    sa.Column("images", sa.JSON, nullable=False),  # [image name, ...]
+    sa.Column("hardware", sa.JSON, nullable=False, default=dict),
+    sa.Column("version", sa.String(32), nullable=False),
+    sa.Column("first_contact", sa.Float, nullable=False),
+    sa.Column("last_heartbeat", sa.Float, nullable=False),
+)
+
+images = sa.Table(
+    "images",
+    metadata,
+    sa.Column("name", sa.String(256), primary_key=True),  # canonical "repo:tag"
+    sa.Column("architecture", sa.String(32), primary_key=True),
+    sa.Column("digest", sa.String(128), nullable=False, default=""),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False, default=0),
+    sa.Column("labels", sa.JSON, nullable=False, default=dict),
+    sa.Column("last_seen", sa.Float, nullable=False),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("access_key", sa.String(64), sa.ForeignKey("keypairs.access_key"), nullable=False),
+    sa.Column("session_type", sa.String(16), nullable=False),  # interactive | batch
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("status_info", sa.String(64), nullable=True),  # the reason
+    sa.Column("status_changed", sa.Float, nullable=False),
+    sa.Column("image", sa.String(256), nullable=False),
+    sa.Column("architecture", sa.String(32), nullable=False),
+    sa.Column(
+        "resource_group", sa.String(64), sa.ForeignKey("resource_groups.name"), nullable=False
+    ),
+    sa.Column("cluster_mode", sa.String(16), nullable=False),
+    sa.Column("cluster_size", sa.Integer, nullable=False),
+    sa.Column("requested_slots", sa.JSON, nullable=False),  # per kernel
+    sa.Column("environ", sa.JSON, nullable=False, default=dict),
+    sa.Column("tag", sa.String(256), nullable=True),
+    sa.Column("startup_command", sa.Text, nullable=True),
+    sa.Column("priority", sa.Integer, nullable=False, default=0),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("terminated_at", sa.Float, nullable=True),
+    sa.Column("exit_code", sa.Integer, nullable=True),
+)
+# A live session name is unique per owner; terminal sessions free their name.
+sa.Index(
+    "uq_sessions_live_name",
+    sessions.c.access_key,
+    sessions.c.name,
+    unique=True,
+    sqlite_where=sessions.c.terminated_at.is_(None),
+    postgresql_where=sessions.c.terminated_at.is_(None),
+)
+sa.Index("ix_sessions_status", sessions.c.status)
+
+kernels = sa.Table(
+    "kernels",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("session_id", sa.String(36), sa.ForeignKey("sessions.id"), nullable=False),
+    sa.Column("cluster_role", sa.String(16), nullable=False),  # main | sub
+    sa.Column("cluster_idx", sa.Integer, nullable=False),
+    sa.Column("agent_id", sa.String(64), sa.ForeignKey("agents.id"), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("status_info", sa.String(64), nullable=True),
+    sa.Column("status_changed", sa.Float, nullable=False),
+    sa.Column("image", sa.String(256), nullable=False),
+    sa.Column("requested_slots", sa.JSON, nullable=False),
+    sa.Column("container_id", sa.String(128), nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    # Which manager process drives this kernel's current transition, and until when.
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_until", sa.Float, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("started_at", sa.Float, nullable=True),
+    sa.Column("terminated_at", sa.Float, nullable=True),
+    sa.Column("exit_code", sa.Integer, nullable=True),
+)
+sa.Index("ix_kernels_session_id", kernels.c.session_id)
+sa.Index("ix_kernels_status", kernels.c.status)
+sa.Index("ix_kernels_agent_id", kernels.c.agent_id)
+
+allocations = sa.Table(
+    "allocations",
+    metadata,
+    sa.Column("kernel_id", sa.String(36), sa.ForeignKey("kernels.id"), primary_key=True),
+    sa.Column("agent_id", sa.String(64), sa.ForeignKey("agents.id"), nullable=False),
+    sa.Column("slots", sa.JSON, nullable=False),
+    sa.Column("allocated_at", sa.Float, nullable=False),
+    sa.Column("released_at", sa.Float, nullable=True),
+)
+sa.Index("ix_allocations_agent_live", allocations.c.agent_id, allocations.c.released_at)
+
+session_history = sa.Table(
+    "session_history",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("session_id", sa.String(36), sa.ForeignKey("sessions.id"), nullable=False),
+    sa.Column("kernel_id", sa.String(36), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(64), nullable=True),
+    sa.Column("detail", sa.Text, nullable=True),
+    sa.Column("at", sa.Float, nullable=False),
+)
+sa.Index("ix_session_history_session_id", session_history.c.session_id)
