@@ -70,7 +70,7 @@ def _default_data_dir() -> str:
 @dataclasses.dataclass(frozen=True)
 class ClusterConfig:
     # Shared secret for manager<->agent RPC and role-to-role APIs; empty: generated (role=all only).
-    secret: Secret = Secret("")
+    secret: Secret = Secret("")  # noqa: RUF009 - Secret is immutable
     # Where roles keep their state (database, credentials, kernel scratch dirs).
     data_dir: str = dataclasses.field(default_factory=_default_data_dir)
 
@@ -227,9 +227,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     elif tp is str:
         if isinstance(value, str):
             return value
-    elif tp is Secret:
-        if isinstance(value, str):
-            return Secret(value)
+    elif tp is Secret and isinstance(value, str):
+        return Secret(value)
     shown = "<hidden>" if tp is Secret else repr(value)
     raise ConfigError(f"{where}: invalid value {shown}; expected {_type_name(tp)}")
 
@@ -319,4 +318,3 @@ def config_keys() -> dict[str, dict[str, Any]]:
             elif sf.default_factory is not dataclasses.MISSING:
                 out[f.name][sf.name] = sf.default_factory()
     return out
-

@@ -38,7 +38,9 @@ _BYTES_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?\s*$", re.IGNOR
 def parse_bytes(value: str | int | float | Decimal, *, where: str = "mem") -> Decimal:
     """``"4g"`` -> 4294967296; binary units (k=1024).  Errors name the value."""
     if isinstance(value, bool):
-        raise InvalidAPIParameters(f"{where}: invalid size {value!r}; expected bytes like 4g or 512m")
+        raise InvalidAPIParameters(
+            f"{where}: invalid size {value!r}; expected bytes like 4g or 512m"
+        )
     if isinstance(value, int | Decimal):
         amount = Decimal(value)
     elif isinstance(value, float):
@@ -89,9 +91,7 @@ class ResourceSlots(Mapping[str, Decimal]):
         self._data = {k: v for k, v in (data or {}).items() if v != 0}
 
     @classmethod
-    def parse(
-        cls, raw: Mapping[str, Any], *, known: Iterable[str] = KNOWN_SLOTS
-    ) -> ResourceSlots:
+    def parse(cls, raw: Mapping[str, Any], *, known: Iterable[str] = KNOWN_SLOTS) -> ResourceSlots:
         """Parse user input; unknown slot names are rejected with the known list."""
         known_set = set(known)
         out: dict[str, Decimal] = {}

@@ -1,0 +1,100 @@
+"""The agent's RPC API for the manager: HTTP + JSON, bearer cluster secret."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from dataclasses import asdict
+from typing import Any
+
+from quart import Response, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from ..config import Secret
+from ..errors import APIError, AuthenticationFailed, ImageNotFound, KernelError, KernelNotFound
+from .backend import KernelInfo
+from .registry import KernelRegistry, parse_spec
+
+__all__ = ["create_rpc_app", "kernel_json"]
+
+log = logging.getLogger(__name__)
+
+
+def _error(status: int, slug: str, msg: str) -> Response:
+    body = {"type": f"https://api.backend.ai/probs/{slug}", "title": slug, "msg": msg}
+    return Response(json.dumps(body), status=status, content_type="application/problem+json")
+
+
+def _json(obj: Any, status: int = 200) -> Response:
+    return Response(json.dumps(obj), status=status, content_type="application/json")
+
+
+def kernel_json(info: KernelInfo) -> dict[str, Any]:
+    d = asdict(info)
+    d["slots"] = info.slots.to_json()
+    return d
+
+
+def create_rpc_app(registry: KernelRegistry, secret: Secret) -> QuartTrio:
+    app = QuartTrio("backendai.agent")
+    expected = f"Bearer {secret.reveal()}".encode()
+
+    @app.before_request
+    async def check_secret() -> None:
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            raise AuthenticationFailed("missing or wrong cluster secret")
+
+    @app.errorhandler(APIError)
+    async def api_error(e: APIError) -> Response:
+        return _error(e.status, e.slug, str(e))
+
+    @app.errorhandler(KernelNotFound)
+    async def not_found(e: KernelNotFound) -> Response:
+        return _error(404, "kernel-not-found", str(e))
+
+    @app.errorhandler(ImageNotFound)
+    async def no_image(e: ImageNotFound) -> Response:
+        return _error(404, "image-not-found", str(e))
+
+    @app.errorhandler(KernelError)
+    async def kernel_error(e: KernelError) -> Response:
+        log.warning("kernel operation failed: %s", e)
+        return _error(500, "kernel-error", str(e))
+
+    @app.errorhandler(HTTPException)
+    async def http_error(e: HTTPException) -> Response:
+        return _error(e.code or 500, "http-error", str(e.description))
+
+    @app.route("/v1/health", methods=["GET"])
+    async def health() -> Response:
+        return _json({"agent_id": registry.agent_id, "backend": registry.backend.name})
+
+    @app.route("/v1/kernels", methods=["POST"])
+    async def create() -> Response:
+        try:
+            raw = json.loads(await request.get_data())
+        except ValueError as e:
+            return _error(400, "invalid-api-params", f"body is not JSON: {e}")
+        info = await registry.create(parse_spec(raw, registry.scratch_dir))
+        return _json(kernel_json(info), 201)
+
+    @app.route("/v1/kernels", methods=["GET"])
+    async def list_() -> Response:
+        return _json({"kernels": [kernel_json(k) for k in await registry.backend.list()]})
+
+    @app.route("/v1/kernels/<kernel_id>", methods=["GET"])
+    async def inspect(kernel_id: str) -> Response:
+        return _json(kernel_json(await registry.backend.inspect(kernel_id)))
+
+    @app.route("/v1/kernels/<kernel_id>", methods=["DELETE"])
+    async def destroy(kernel_id: str) -> Response:
+        return _json({"kernel_id": kernel_id, "exit_code": await registry.destroy(kernel_id)})
+
+    @app.route("/v1/kernels/<kernel_id>/logs", methods=["GET"])
+    async def logs(kernel_id: str) -> Response:
+        return _json({"kernel_id": kernel_id, "logs": await registry.backend.logs(kernel_id)})
+
+    return app

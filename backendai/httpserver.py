@@ -1,0 +1,41 @@
+"""Serving an ASGI app with Hypercorn on Trio, reporting the bound port."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, NoReturn
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from .errors import UnavailableError
+
+__all__ = ["serve_http"]
+
+log = logging.getLogger(__name__)
+
+
+async def serve_http(
+    app: Any,
+    host: str,
+    port: int,
+    name: str,
+    *,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> NoReturn:
+    """Serve *app* on host:port (0: any free port); ``started()`` carries the bound port."""
+    cfg = HypercornConfig()
+    cfg.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    cfg.accesslog = None
+    cfg.errorlog = logging.getLogger(f"backendai.http.{name}")
+    cfg.keep_alive_timeout = 75
+    async with trio.open_nursery() as nursery:
+        try:
+            binds: list[str] = await nursery.start(serve, app, cfg)
+        except OSError as e:
+            raise UnavailableError(f"{name}: cannot listen on {cfg.bind[0]}: {e.strerror}") from e
+        bound = int(binds[0].rsplit(":", 1)[1])
+        log.info("%s listening on %s", name, ", ".join(binds))
+        task_status.started(bound)
+    raise AssertionError("hypercorn returned without being cancelled")

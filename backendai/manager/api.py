@@ -1,0 +1,173 @@
+"""The manager's REST application: app factory, authentication hook, problem+json errors.
+
+Routes live in ``session_api`` and ``events_api``; this module wires them to a
+:class:`~backendai.manager.context.ManagerContext` passed in (no globals).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from quart import Response, g, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from .. import __version__
+from ..config import Secret
+from ..db.tables import keypairs
+from ..errors import APIError, AuthenticationFailed, InvalidAPIParameters, PermissionDenied
+from .auth import check_request_signature
+from .context import ManagerContext
+
+__all__ = ["API_VERSION", "Caller", "create_app", "problem"]
+
+log = logging.getLogger(__name__)
+API_VERSION = "v7.20230615"
+_PROBLEM_BASE = "https://api.backend.ai/probs/"
+_KEY_CACHE_TTL = 10.0
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling, and on whose behalf (``owner_access_key`` delegation)."""
+
+    access_key: str
+    role: str
+    owner_access_key: str
+
+    @property
+    def is_superadmin(self) -> bool:
+        return self.role == "superadmin"
+
+
+def problem(status: int, slug: str, title: str, msg: str) -> Response:
+    body = {"type": _PROBLEM_BASE + slug, "title": title, "msg": msg}
+    return Response(json.dumps(body), status=status, content_type="application/problem+json")
+
+
+def json_response(obj: Any, status: int = 200) -> Response:
+    return Response(json.dumps(obj), status=status, content_type="application/json")
+
+
+async def json_body() -> Any:
+    raw = await request.get_data()
+    if not raw:
+        return {}
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InvalidAPIParameters(f"request body is not valid JSON: {e}") from None
+
+
+@dataclass(frozen=True)
+class KeypairRecord:
+    access_key: str
+    secret_key: Secret
+    role: str
+    is_active: bool
+
+
+class _KeyCache:
+    """access key -> keypair, cached briefly to spare the database a query per request."""
+
+    def __init__(self, ctx: ManagerContext) -> None:
+        self._ctx = ctx
+        self._entries: dict[str, tuple[float, KeypairRecord | None]] = {}
+
+    async def get(self, access_key: str) -> KeypairRecord | None:
+        hit = self._entries.get(access_key)
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+
+        def _load(c: sa.Connection) -> KeypairRecord | None:
+            row = c.execute(
+                sa.select(keypairs.c.secret_key, keypairs.c.role, keypairs.c.is_active).where(
+                    keypairs.c.access_key == access_key
+                )
+            ).first()
+            return (
+                None
+                if row is None
+                else KeypairRecord(access_key, Secret(row[0]), row[1], bool(row[2]))
+            )
+
+        value = await self._ctx.db.run(_load)
+        if len(self._entries) > 10000:
+            self._entries.clear()
+        self._entries[access_key] = (now + _KEY_CACHE_TTL, value)
+        return value
+
+
+def _raw_target() -> str:
+    """The request target exactly as received (the signature covers it)."""
+    raw = request.scope.get("raw_path") or request.path.encode()
+    target = raw.decode("latin-1")
+    qs = request.scope.get("query_string") or b""
+    return f"{target}?{qs.decode('latin-1')}" if qs else target
+
+
+def create_app(ctx: ManagerContext) -> QuartTrio:
+    from .events_api import add_event_routes
+    from .session_api import add_session_routes
+
+    app = QuartTrio("backendai.manager")
+    app.config["MAX_CONTENT_LENGTH"] = 16 * 1024 * 1024
+    keys = _KeyCache(ctx)
+
+    @app.before_request
+    async def authenticate() -> None:
+        if request.path == "/" or request.method == "OPTIONS":
+            return
+        keypair = await check_request_signature(
+            request.method, _raw_target(), dict(request.headers), keys.get, now=time.time()
+        )
+        access_key, role = keypair.access_key, keypair.role
+        owner = request.args.get("owner_access_key") or access_key
+        if owner != access_key and role not in ("superadmin", "admin"):
+            raise PermissionDenied(
+                f"owner_access_key={owner!r}: only administrators may act for another keypair"
+            )
+        g.caller = Caller(access_key, role, owner)
+
+    @app.after_request
+    async def version_header(resp: Response) -> Response:
+        resp.headers["X-BackendAI-Version"] = API_VERSION
+        return resp
+
+    @app.errorhandler(APIError)
+    async def api_error(e: APIError) -> Response:
+        if isinstance(e, AuthenticationFailed):
+            log.info("refused %s %s: %s", request.method, request.path, e)
+        return problem(e.status, e.slug, e.title, str(e))
+
+    @app.errorhandler(HTTPException)
+    async def http_error(e: HTTPException) -> Response:
+        code = e.code or 500
+        slug = {404: "not-found", 405: "method-not-allowed", 413: "request-too-large"}.get(
+            code, "http-error"
+        )
+        return problem(code, slug, e.name, f"{request.method} {request.path}: {e.description}")
+
+    @app.errorhandler(Exception)
+    async def unexpected(e: Exception) -> Response:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return problem(
+            500,
+            "internal-server-error",
+            "Internal server error",
+            f"{type(e).__name__}; see the manager log",
+        )
+
+    @app.route("/", methods=["GET"])
+    async def hello() -> Response:
+        return json_response({"version": API_VERSION, "manager": __version__})
+
+    add_session_routes(app, ctx)
+    add_event_routes(app, ctx)
+    return app
