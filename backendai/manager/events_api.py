@@ -16,6 +16,7 @@ from ..errors import InvalidAPIParameters
 from .api import Caller
 from .context import ManagerContext
 from .session_ops import resolve_session
+from .states import event_name
 
 __all__ = ["add_event_routes", "format_sse"]
 
@@ -64,6 +65,21 @@ def add_event_routes(app: QuartTrio, ctx: ManagerContext) -> None:
         async def stream() -> AsyncIterator[bytes]:
             yield b": backendai session events\n\n"
             async with ctx.bus.subscribe() as events:
+                if session_id is not None:
+                    # Subscribed first, then checked: an end that came before is not missed.
+                    s = await resolve_session(ctx, session_id, None)
+                    if s["status"] in ("TERMINATED", "CANCELLED", "ERROR"):
+                        data = {
+                            "sessionId": s["id"],
+                            "sessionName": s["name"],
+                            "ownerAccessKey": s["access_key"],
+                            "status": s["status"],
+                            "reason": s["status_info"] or "",
+                            "exitCode": s["exit_code"],
+                        }
+                        yield format_sse(event_name("session", s["status"]), data)
+                        yield format_sse("server_close", {})
+                        return
                 while True:
                     with trio.move_on_after(KEEPALIVE_INTERVAL) as idle:
                         ev = await events.receive()
@@ -74,6 +90,8 @@ def add_event_routes(app: QuartTrio, ctx: ManagerContext) -> None:
                         continue
                     yield format_sse(ev.name, dict(ev.data))
                     if session_id is not None and ev.name in _TERMINAL_EVENTS:
+                        # Tells the official client not to reconnect.
+                        yield format_sse("server_close", {})
                         return
 
         resp = Response(stream(), content_type="text/event-stream")
