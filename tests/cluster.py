@@ -1,0 +1,89 @@
+"""An in-process cluster (role ``all``) on loopback ports, and a client signed by its superadmin."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import trio
+
+from backendai.client.api import APIClient
+from backendai.config import Config, load_config
+from backendai.roles.allinone import AllInfo
+from backendai.roles.manager import db_url
+from backendai.roles.allinone import serve as serve_all
+
+__all__ = ["Cluster", "open_cluster", "query", "cluster_config", "wait_for_agents"]
+
+
+def cluster_config(data_dir: Path, **sections: dict[str, Any]) -> Config:
+    """Fast loops, port 0 everywhere, the dummy backend unless a test says otherwise."""
+    overrides: dict[str, dict[str, Any]] = {
+        "cluster": {"data_dir": str(data_dir), "secret": "test-cluster-secret"},
+        "manager": {"port": 0, "reconcile_interval": 0.5, "heartbeat_timeout": 3.0},
+        "agent": {
+            "port": 0,
+            "backend": "dummy",
+            "heartbeat_interval": 0.5,
+            "cpu": 4.0,
+            "mem": "8g",
+            "network_mode": "none",
+            "dummy_create_delay": 0.05,
+            "dummy_destroy_delay": 0.02,
+        },
+        "storage": {"port": 0},
+        "appproxy": {"port": 0},
+    }
+    for section, values in sections.items():
+        overrides.setdefault(section, {}).update(values)
+    return load_config(None, env={}, overrides=overrides)
+
+
+@dataclass
+class Cluster:
+    info: AllInfo
+    config: Config
+    api: APIClient
+    cancel_scope: trio.CancelScope
+
+    @property
+    def endpoint(self) -> str:
+        return self.info.manager.endpoint
+
+
+def query(config: Config, sql: str, **params: Any) -> list[Any]:
+    """Read the manager's database directly (tests assert on the source of truth)."""
+    engine = sa.create_engine(db_url(config))
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(sa.text(sql), params)
+            return list(result) if result.returns_rows else []
+    finally:
+        engine.dispose()
+
+
+async def wait_for_agents(config: Config, count: int, status: str = "ALIVE") -> None:
+    """Poll until *count* agents have the *status* (their heartbeats were applied)."""
+    while True:
+        rows = await trio.to_thread.run_sync(
+            lambda: query(config, "SELECT count(*) FROM agents WHERE status = :s", s=status)
+        )
+        if rows[0][0] >= count:
+            return
+        await trio.sleep(0.1)
+
+
+@asynccontextmanager
+async def open_cluster(config: Config) -> AsyncIterator[Cluster]:
+    async with trio.open_nursery() as nursery:
+        info: AllInfo = await nursery.start(serve_all, config)
+        creds = info.manager.credentials
+        async with APIClient(info.manager.endpoint, creds.access_key, creds.secret_key) as api:
+            with trio.fail_after(20):
+                await wait_for_agents(config, 1)
+            yield Cluster(info, config, api, nursery.cancel_scope)
+        nursery.cancel_scope.cancel()
