@@ -14,10 +14,10 @@ import trio
 from backendai.client.api import APIClient
 from backendai.config import Config, load_config
 from backendai.roles.allinone import AllInfo
-from backendai.roles.manager import db_url
 from backendai.roles.allinone import serve as serve_all
+from backendai.roles.manager import db_url
 
-__all__ = ["Cluster", "open_cluster", "query", "cluster_config", "wait_for_agents"]
+__all__ = ["Cluster", "cluster_config", "open_cluster", "query", "wait_for_agents", "wait_status"]
 
 
 def cluster_config(data_dir: Path, **sections: dict[str, Any]) -> Config:
@@ -74,7 +74,7 @@ async def wait_for_agents(config: Config, count: int, status: str = "ALIVE") -> 
         )
         if rows[0][0] >= count:
             return
-        await trio.sleep(0.1)
+        await trio.sleep(0.1)  # polling the database: there is no event to await
 
 
 @asynccontextmanager
@@ -87,3 +87,15 @@ async def open_cluster(config: Config) -> AsyncIterator[Cluster]:
                 await wait_for_agents(config, 1)
             yield Cluster(info, config, api, nursery.cancel_scope)
         nursery.cancel_scope.cancel()
+
+
+async def wait_status(
+    api: APIClient, ref: str, status: str, *, deadline: float = 15.0
+) -> dict[str, Any]:
+    """Poll the manager until session *ref* has *status*; fail after *deadline* seconds."""
+    with trio.fail_after(deadline):
+        while True:
+            info = await api.get_session(ref)
+            if info["status"] == status:
+                return info
+            await trio.sleep(0.05)  # polling a server over HTTP: there is no event to await

@@ -13,7 +13,7 @@ import trio
 from backendai.client.api import APIClient, APIResponseError
 from backendai.client.signing import sign_request
 
-from .cluster import Cluster, cluster_config, open_cluster, query
+from .cluster import Cluster, cluster_config, open_cluster, query, wait_status
 
 IMAGE = "backendai/python:3.11"
 
@@ -40,9 +40,7 @@ async def test_create_info_list_destroy(cluster: Cluster) -> None:
     assert [s["sessionName"] for s in listed] == ["first"]
 
     await api.destroy_session("first")
-    with trio.fail_after(10):
-        while (await api.get_session("first"))["status"] != "TERMINATED":
-            await trio.sleep(0.05)
+    await wait_status(api, "first", "TERMINATED")
     info = await api.get_session("first")
     assert info["statusInfo"] == "user-requested"
     assert info["occupiedSlots"] == {}
@@ -52,15 +50,14 @@ async def test_create_info_list_destroy(cluster: Cluster) -> None:
     )
     # The name is free again once the session has ended.
     again = await api.create_session(IMAGE, "first")
-    assert again["created"] is True and again["sessionId"] != created["sessionId"]
+    assert again["created"] is True
+    assert again["sessionId"] != created["sessionId"]
 
 
 async def test_history_records_every_transition(cluster: Cluster) -> None:
     s = await cluster.api.create_session(IMAGE, "hist")
     await cluster.api.destroy_session("hist")
-    with trio.fail_after(10):
-        while (await cluster.api.get_session("hist"))["status"] != "TERMINATED":
-            await trio.sleep(0.05)
+    await wait_status(cluster.api, "hist", "TERMINATED")
     r = await cluster.api.request("GET", f"/session/{s['sessionId']}/status-history")
     statuses = [h["status"] for h in r.json()["result"] if h["kernelId"] is None]
     assert statuses == [
@@ -77,10 +74,12 @@ async def test_history_records_every_transition(cluster: Cluster) -> None:
 async def test_reuse_and_conflict(cluster: Cluster) -> None:
     first = await cluster.api.create_session(IMAGE, "same")
     reused = await cluster.api.create_session(IMAGE, "same", reuse=True)
-    assert reused["sessionId"] == first["sessionId"] and reused["created"] is False
+    assert reused["sessionId"] == first["sessionId"]
+    assert reused["created"] is False
     with pytest.raises(APIResponseError) as e:
         await cluster.api.create_session(IMAGE, "same", reuse=False)
-    assert e.value.status == 409 and "'same'" in e.value.msg
+    assert e.value.status == 409
+    assert "'same'" in e.value.msg
 
 
 async def test_queue_when_full_then_start_when_freed(cluster: Cluster) -> None:
@@ -94,17 +93,13 @@ async def test_queue_when_full_then_start_when_freed(cluster: Cluster) -> None:
     assert info["status"] == "PENDING"
     assert "largest free: cpu=1" in info["pendingReason"]
     await api.destroy_session("big-one")
-    with trio.fail_after(10):
-        while (await api.get_session("big-two"))["status"] != "RUNNING":
-            await trio.sleep(0.05)
+    await wait_status(api, "big-two", "RUNNING")
 
 
 async def test_enqueue_only_returns_pending(cluster: Cluster) -> None:
     r = await cluster.api.create_session(IMAGE, "queued", enqueue_only=True)
     assert r["status"] == "PENDING"
-    with trio.fail_after(10):
-        while (await cluster.api.get_session("queued"))["status"] != "RUNNING":
-            await trio.sleep(0.05)
+    await wait_status(cluster.api, "queued", "RUNNING")
 
 
 async def test_destroy_pending_session_cancels_it(cluster: Cluster) -> None:
@@ -113,7 +108,8 @@ async def test_destroy_pending_session_cancels_it(cluster: Cluster) -> None:
     r = await cluster.api.destroy_session("blocked")
     assert r["status"] == "CANCELLED"
     info = await cluster.api.get_session("blocked")
-    assert info["status"] == "CANCELLED" and info["statusInfo"] == "user-requested"
+    assert info["status"] == "CANCELLED"
+    assert info["statusInfo"] == "user-requested"
 
 
 async def test_events_stream_follows_a_session(cluster: Cluster) -> None:
@@ -122,18 +118,15 @@ async def test_events_stream_follows_a_session(cluster: Cluster) -> None:
     seen: list[str] = []
 
     async def destroy_when_running() -> None:
-        with trio.fail_after(10):
-            while (await api.get_session("watched"))["status"] != "RUNNING":
-                await trio.sleep(0.05)
+        await wait_status(api, "watched", "RUNNING")
         await api.destroy_session("watched")
 
-    async with trio.open_nursery() as nursery:
-        async with api.stream_events(session_name="watched") as events:
-            nursery.start_soon(destroy_when_running)
-            with trio.fail_after(15):
-                async for ev in events:
-                    seen.append(ev.event)
-                    assert json.loads(ev.data)["sessionName"] == "watched"
+    async with trio.open_nursery() as nursery, api.stream_events(session_name="watched") as events:
+        nursery.start_soon(destroy_when_running)
+        with trio.fail_after(15):
+            async for ev in events:
+                seen.append(ev.event)
+                assert json.loads(ev.data)["sessionName"] == "watched"
     assert seen[-1] == "session_terminated"
     assert "session_terminating" in seen
     # A stream opened after the end reports the end at once.
@@ -262,9 +255,11 @@ async def test_bad_signatures_are_refused(cluster: Cluster) -> None:
     before = _session_count(cluster)
     ok_body = json.dumps({"image": IMAGE, "sessionName": "sneaky"}).encode()
     wrong = await _raw_post(cluster, ok_body, secret="not-the-secret")
-    assert wrong.status_code == 401 and "signature mismatch" in wrong.json()["msg"]
+    assert wrong.status_code == 401
+    assert "signature mismatch" in wrong.json()["msg"]
     expired = await _raw_post(cluster, ok_body, date=datetime.now(UTC) - timedelta(minutes=20))
-    assert expired.status_code == 401 and "window" in expired.json()["msg"]
+    assert expired.status_code == 401
+    assert "window" in expired.json()["msg"]
     async with httpx.AsyncClient() as http:
         unsigned = await http.post(cluster.endpoint + "/session", content=ok_body)
     assert unsigned.status_code == 401
@@ -277,7 +272,8 @@ async def test_unknown_session_id(cluster: Cluster) -> None:
         for method in ("GET", "DELETE"):
             with pytest.raises(APIResponseError) as e:
                 await cluster.api.request(method, f"/session/{ref}")
-            assert e.value.status == 404 and e.value.slug == "session-not-found"
+            assert e.value.status == 404
+            assert e.value.slug == "session-not-found"
             assert ref in e.value.msg
 
 
