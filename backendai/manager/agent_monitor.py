@@ -92,6 +92,17 @@ def apply_heartbeat(
             )
             .values(status_info=None)
         )
+        back = sa.select(kernels.c.session_id).where(
+            kernels.c.agent_id == agent_id, kernels.c.status == "RUNNING"
+        )
+        for sid in list(conn.execute(back).scalars()):
+            cleared = conn.execute(
+                sessions.update()
+                .where(sessions.c.id == sid, sessions.c.status_info == "agent-lost")
+                .values(status_info=None)
+            ).rowcount
+            if cleared:
+                repo.record(conn, sid, None, "RUNNING", None, f"agent {agent_id} is back", now)
     for img in hb["images"]:
         _upsert(
             conn,
