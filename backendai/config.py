@@ -287,6 +287,13 @@ def load_config(
             raise ConfigError(f"{src}:{section}: unknown section; known sections: {known}")
         if not isinstance(content, dict):
             raise ConfigError(f"{src}:{section}: expected a table, got {content!r}")
+    for name in env:
+        section_part, sep, _ = name.removeprefix(ENV_PREFIX).partition("__")
+        if name.startswith(ENV_PREFIX) and sep and section_part.lower() not in hints:
+            raise ConfigError(
+                f"environment {name}: unknown section {section_part.lower()}; "
+                f"known sections: {', '.join(sorted(hints))}"
+            )
     for section in hints:
         prefix = f"{ENV_PREFIX}{section.upper()}__"
         for name in env:

@@ -110,7 +110,7 @@ def role_process(role: str, config: Path, log_dir: Path) -> Iterator[RoleProcess
 
 async def wait_for_file(path: Path, proc: RoleProcess, deadline: float = 30.0) -> None:
     with trio.fail_after(deadline):
-        while not os.path.exists(path):
+        while not await trio.Path(path).exists():
             if not proc.alive():
                 raise AssertionError(f"{proc.role} exited early:\n{proc.log_tail()}")
             await trio.sleep(0.1)  # polling another process's output: no event to await

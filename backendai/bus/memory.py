@@ -25,11 +25,15 @@ log = logging.getLogger(__name__)
 
 class MemoryEventBus:
     def __init__(self, *, subscriber_buffer: int = 1024) -> None:
-        self._queues: dict[str, tuple[trio.MemorySendChannel[Event], trio.MemoryReceiveChannel[Event]]] = {}
+        self._queues: dict[
+            str, tuple[trio.MemorySendChannel[Event], trio.MemoryReceiveChannel[Event]]
+        ] = {}
         self._subscribers: set[trio.MemorySendChannel[Event]] = set()
         self._subscriber_buffer = subscriber_buffer
 
-    def _queue(self, kind: str) -> tuple[trio.MemorySendChannel[Event], trio.MemoryReceiveChannel[Event]]:
+    def _queue(
+        self, kind: str
+    ) -> tuple[trio.MemorySendChannel[Event], trio.MemoryReceiveChannel[Event]]:
         if kind not in self._queues:
             self._queues[kind] = trio.open_memory_channel[Event](math.inf)
         return self._queues[kind]
@@ -43,7 +47,11 @@ class MemoryEventBus:
             try:
                 send.send_nowait(event)
             except trio.WouldBlock:
-                log.warning("broadcast subscriber is %d events behind; dropped %s", self._subscriber_buffer, event.name)
+                log.warning(
+                    "broadcast subscriber is %d events behind; dropped %s",
+                    self._subscriber_buffer,
+                    event.name,
+                )
             except trio.BrokenResourceError:
                 self._subscribers.discard(send)
         await trio.lowlevel.checkpoint()
@@ -63,7 +71,9 @@ class MemoryEventBus:
             try:
                 await handler(event)
             except Exception:
-                log.exception("consumer %s failed on %s; it will be delivered again", consumer, event.name)
+                log.exception(
+                    "consumer %s failed on %s; it will be delivered again", consumer, event.name
+                )
                 send.send_nowait(event)
                 await trio.sleep(0.1)
 

@@ -102,7 +102,9 @@ class Database:
 
 
 @asynccontextmanager
-async def open_database(url: str, *, threads: int = 4, migrate: bool = True) -> AsyncIterator[Database]:
+async def open_database(
+    url: str, *, threads: int = 4, migrate: bool = True
+) -> AsyncIterator[Database]:
     """Create the engine, bring the schema to the newest revision, and dispose at exit."""
     from .migrate import upgrade
 

@@ -62,6 +62,10 @@ def derive_session_status(kernel_statuses: Sequence[str]) -> str:
     if not kernel_statuses:
         raise ValueError("a session has at least one kernel")
     states = set(kernel_statuses)
+    unknown = states - TERMINAL - set(ORDER)
+    if unknown:
+        known = ", ".join((*ORDER, *sorted(TERMINAL)))
+        raise ValueError(f"unknown kernel status {sorted(unknown)[0]!r}; known: {known}")
     if states <= TERMINAL:
         if "ERROR" in states:
             return "ERROR"

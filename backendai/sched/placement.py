@@ -111,6 +111,12 @@ def place_session(
     for req in kernels:
         candidates = [a for a in pool.values() if _fits(a, req)]
         chosen = selector.select(req, candidates) if candidates else None
+        if chosen is None and candidates:
+            return Placement(
+                {},
+                f"agent selector {selector.name!r} chose none of the {len(candidates)} "
+                f"agents that can fit {req.slots.human()}",
+            )
         if chosen is None:
             return Placement({}, _why_not(req, list(pool.values())))
         agent = pool[chosen]

@@ -52,6 +52,10 @@ def parse_bytes(value: str | int | float | Decimal, *, where: str = "mem") -> De
                 f"{where}: invalid size {value!r}; expected bytes like 4g, 512m or 1073741824"
             )
         amount = Decimal(m.group(1)) * (Decimal(1024) ** _UNITS[m.group(2).lower()])
+    if not amount.is_finite():
+        raise InvalidAPIParameters(
+            f"{where}: invalid size {value!r}; expected a finite number of bytes"
+        )
     if amount < 0:
         raise InvalidAPIParameters(f"{where}: negative size {value!r}")
     return amount.to_integral_value()
