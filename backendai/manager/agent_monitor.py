@@ -154,7 +154,20 @@ def _reconcile_kernels(
             exit_code=code,
         )
         changes.append(repo.refresh_session(conn, k["session_id"], now))
-    orphans = [(hb["rpc_addr"], kid) for kid in reported if kid not in ours]
+    # An orphan: a container whose kernel the database does not know, or ended a while ago
+    # (one that ended just now may still be on its way out through the terminator).
+    ended = dict(
+        conn.execute(
+            sa.select(kernels.c.id, kernels.c.terminated_at).where(
+                kernels.c.id.in_([k for k in reported if k not in ours])
+            )
+        ).all()
+    )
+    orphans = [
+        (hb["rpc_addr"], kid)
+        for kid in reported
+        if kid not in ours and (ended.get(kid) or 0) < hb["at"] - _GONE_MARGIN
+    ]
     return changes, orphans
 
 
