@@ -16,6 +16,15 @@ __all__ = ["serve_http"]
 log = logging.getLogger(__name__)
 
 
+def _first_os_error(group: BaseExceptionGroup[BaseException]) -> OSError | None:
+    for e in group.exceptions:
+        if isinstance(e, OSError):
+            return e
+        if isinstance(e, BaseExceptionGroup) and (found := _first_os_error(e)) is not None:
+            return found
+    return None
+
+
 async def serve_http(
     app: Any,
     host: str,
@@ -33,8 +42,14 @@ async def serve_http(
     async with trio.open_nursery() as nursery:
         try:
             binds: list[str] = await nursery.start(serve, app, cfg)
-        except OSError as e:
-            raise UnavailableError(f"{name}: cannot listen on {cfg.bind[0]}: {e.strerror}") from e
+        except (OSError, ExceptionGroup) as e:
+            # Hypercorn binds inside its own nursery, so the OSError may come grouped.
+            bind_error = e if isinstance(e, OSError) else _first_os_error(e)
+            if bind_error is None:
+                raise
+            raise UnavailableError(
+                f"{name}: cannot listen on {cfg.bind[0]}: {bind_error.strerror}"
+            ) from e
         bound = int(binds[0].rsplit(":", 1)[1])
         log.info("%s listening on %s", name, ", ".join(binds))
         task_status.started(bound)

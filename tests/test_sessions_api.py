@@ -14,6 +14,7 @@ from backendai.client.api import APIClient, APIResponseError
 from backendai.client.signing import sign_request
 
 from .cluster import Cluster, cluster_config, open_cluster, query, wait_status
+from .services import fresh_pg_database
 
 IMAGE = "backendai/python:3.11"
 
@@ -279,3 +280,20 @@ async def test_unknown_session_id(cluster: Cluster) -> None:
 
 async def test_version_probe_is_unsigned(cluster: Cluster) -> None:
     assert (await cluster.api.get_version())["version"] == "v7.20230615"
+
+
+async def test_lifecycle_on_postgresql(tmp_path: Path) -> None:
+    """The same manager on PostgreSQL: migrations, row locks, the whole lifecycle."""
+    with fresh_pg_database() as url:
+        config = cluster_config(tmp_path, manager={"db_url": url})
+        async with open_cluster(config) as c:
+            await c.api.create_session(IMAGE, "on-pg-1", resources={"cpu": "3", "mem": "1g"})
+            r = await c.api.create_session(
+                IMAGE, "on-pg-2", resources={"cpu": "3", "mem": "1g"}, max_wait=0.3
+            )
+            assert r["status"] == "TIMEOUT"
+            await c.api.destroy_session("on-pg-1")
+            await wait_status(c.api, "on-pg-2", "RUNNING")
+            await wait_status(c.api, "on-pg-1", "TERMINATED")
+            rows = query(config, "SELECT count(*) FROM allocations WHERE released_at IS NULL")
+            assert rows[0][0] == 1
