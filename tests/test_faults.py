@@ -251,8 +251,9 @@ async def test_manager_killed_mid_creation_leaves_nothing_stuck(
             for name, _status, _ in rows:
                 await api.destroy_session(name)
             await _poll(60, "containers removed", lambda: not dep.containers())
-            assert {s for (s,) in dep.query("SELECT status FROM sessions")} <= {
-                "TERMINATED",
-                "CANCELLED",
-                "ERROR",
-            }
+            ended = {"TERMINATED", "CANCELLED", "ERROR"}
+            await _poll(
+                30,
+                "every session ended",
+                lambda: {s for (s,) in dep.query("SELECT status FROM sessions")} <= ended,
+            )

@@ -9,6 +9,7 @@ does not answer gets a 502 page; slow or oversized heads get 408/431.
 from __future__ import annotations
 
 import contextlib
+import html
 import logging
 from dataclasses import dataclass, field
 
@@ -39,11 +40,17 @@ class RouteTable:
 
 
 def _page(status: int, reason: str, text: str) -> bytes:
-    body = f"<!doctype html><title>{status} {reason}</title><h1>{status} {reason}</h1><p>{text}</p>\n".encode()
+    body = f"<!doctype html><title>{status} {reason}</title><h1>{status} {reason}</h1><p>{html.escape(text, quote=False)}</p>\n".encode()
     return (
         f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/html; charset=utf-8\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     ).encode() + body
+
+
+async def _answer(client: trio.SocketStream, page: bytes) -> None:
+    """Send an error page; a client that has gone meanwhile is not an error of ours."""
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        await client.send_all(page)
 
 
 async def _pump(src: trio.SocketStream, dst: trio.SocketStream) -> None:
@@ -71,41 +78,44 @@ async def handle_connection(
 ) -> None:
     async with client:
         buf = bytearray()
+        too_large = _page(
+            431,
+            "Request Header Fields Too Large",
+            f"the request head exceeds {max_header_bytes} bytes",
+        )
         try:
             with trio.fail_after(header_timeout):
                 while (end := find_head_end(buf)) < 0:
                     if len(buf) > max_header_bytes:
-                        await client.send_all(
-                            _page(
-                                431,
-                                "Request Header Fields Too Large",
-                                f"the request head exceeds {max_header_bytes} bytes",
-                            )
-                        )
+                        await _answer(client, too_large)
                         return
                     data = await client.receive_some(_CHUNK)
                     if not data:
                         return
                     buf += data
+            if end > max_header_bytes:  # the whole head came within one read
+                await _answer(client, too_large)
+                return
             head = parse_head(bytes(buf[:end]))
         except trio.TooSlowError:
-            await client.send_all(
+            await _answer(
+                client,
                 _page(
                     408,
                     "Request Timeout",
                     f"the request head did not arrive within {header_timeout:g} s",
-                )
+                ),
             )
             return
         except HeadError as e:
-            await client.send_all(_page(e.status, "Bad Request", str(e)))
+            await _answer(client, _page(e.status, "Bad Request", str(e)))
             return
         except trio.BrokenResourceError:
             return
         route = table.lookup(head.host)
         if route is None:
-            await client.send_all(
-                _page(404, "Not Found", f"no app is served at host {head.host!r}")
+            await _answer(
+                client, _page(404, "Not Found", f"no app is served at host {head.host!r}")
             )
             return
         try:
@@ -114,10 +124,14 @@ async def handle_connection(
             log.info(
                 "app at %s:%d for %s is not answering: %s", route.host, route.port, head.host, e
             )
-            await client.send_all(
-                _page(502, "Bad Gateway", f"the app for {head.host!r} is not answering")
+            await _answer(
+                client, _page(502, "Bad Gateway", f"the app for {head.host!r} is not answering")
             )
             return
         async with upstream:
-            await upstream.send_all(bytes(buf))
+            try:
+                await upstream.send_all(bytes(buf))
+            except trio.BrokenResourceError:
+                log.info("app at %s:%d for %s closed at once", route.host, route.port, head.host)
+                return
             await splice(client, upstream)
