@@ -166,6 +166,8 @@ class AppProxyConfig:
     max_header_bytes: int = 16384
     # Seconds a client has to send the request head.
     header_timeout: float = 10.0
+    # Seconds to connect to an app before answering 504.
+    connect_timeout: float = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -287,6 +289,11 @@ def load_config(
             raise ConfigError(f"{src}:{section}: unknown section; known sections: {known}")
         if not isinstance(content, dict):
             raise ConfigError(f"{src}:{section}: expected a table, got {content!r}")
+    for section in overrides or {}:
+        if section not in hints:
+            raise ConfigError(
+                f"overrides: unknown section {section!r}; known sections: {', '.join(sorted(hints))}"
+            )
     for name in env:
         section_part, sep, _ = name.removeprefix(ENV_PREFIX).partition("__")
         if name.startswith(ENV_PREFIX) and sep and section_part.lower() not in hints:

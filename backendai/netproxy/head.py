@@ -58,4 +58,6 @@ def parse_head(raw: bytes) -> RequestHead:
         if not sep or not name or name != name.strip():
             raise HeadError(400, f"malformed header line {line[:100]!r}")
         headers.append((name, value.strip()))
+    if sum(1 for k, _ in headers if k.lower() == "host") > 1:
+        raise HeadError(400, "more than one Host header")
     return RequestHead(parts[0], parts[1], parts[2], tuple(headers))

@@ -74,7 +74,12 @@ async def splice(a: trio.SocketStream, b: trio.SocketStream) -> None:
 
 
 async def handle_connection(
-    client: trio.SocketStream, table: RouteTable, *, max_header_bytes: int, header_timeout: float
+    client: trio.SocketStream,
+    table: RouteTable,
+    *,
+    max_header_bytes: int,
+    header_timeout: float,
+    connect_timeout: float = 5.0,
 ) -> None:
     async with client:
         buf = bytearray()
@@ -119,7 +124,21 @@ async def handle_connection(
             )
             return
         try:
-            upstream = await trio.open_tcp_stream(route.host, route.port)
+            with trio.fail_after(connect_timeout):
+                upstream = await trio.open_tcp_stream(route.host, route.port)
+        except trio.TooSlowError:
+            log.info(
+                "app at %s:%d for %s did not accept within %g s",
+                route.host,
+                route.port,
+                head.host,
+                connect_timeout,
+            )
+            await _answer(
+                client,
+                _page(504, "Gateway Timeout", f"the app for {head.host!r} did not answer in time"),
+            )
+            return
         except OSError as e:
             log.info(
                 "app at %s:%d for %s is not answering: %s", route.host, route.port, head.host, e

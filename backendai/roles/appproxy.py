@@ -36,6 +36,7 @@ async def serve(
         table=routes,
         max_header_bytes=cfg.max_header_bytes,
         header_timeout=cfg.header_timeout,
+        connect_timeout=cfg.connect_timeout,
     )
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(partial(trio.serve_tcp, handler, cfg.port, host=cfg.host))
