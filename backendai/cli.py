@@ -97,8 +97,8 @@ def _cmd_image_build(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level or "INFO")
     if args.kind != "python":
         raise ConfigError(f"image kind {args.kind!r}: unknown; known kinds: python")
-    tag = build_python_image(tag=args.tag, force=args.force)
-    print(tag)
+    image_id = build_python_image(tag=args.tag, force=args.force, mirror=args.mirror)
+    print(f"{args.tag} {image_id}")
     return EXIT_OK
 
 
@@ -129,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("kind", help="what to build: python")
     build.add_argument("--tag", default="backendai/python:3.11")
     build.add_argument("--force", action="store_true", help="rebuild even if the image exists")
+    build.add_argument("--mirror", help="Debian mirror URL (default: the one apt uses here)")
     build.set_defaults(func=_cmd_image_build)
 
     config = sub.add_parser("config", help="configuration").add_subparsers(

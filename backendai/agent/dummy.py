@@ -1,0 +1,127 @@
+"""DummyBackend: simulated kernels, for scheduler and scale tests.
+
+Kernels are records in memory; ``create`` and ``destroy`` take
+``agent.dummy_create_delay`` / ``agent.dummy_destroy_delay`` seconds of Trio
+time (so ``autojump_clock`` makes thousands of fake agents cheap).  Nothing
+runs: no kernel runner answers, and the "logs" are one simulated line.
+
+It keeps the ComputeBackend contract except re-adoption: kernels live in this
+instance only, so a new backend (or a restarted agent process) starts empty.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+
+import trio
+
+from ..config import AgentConfig
+from ..errors import ConfigError, ImageNotFound, InvalidAPIParameters, KernelNotFound
+from ..sched.slots import ResourceSlots, parse_bytes
+from .backend import ImageInfo, KernelInfo, KernelSpec
+
+__all__ = ["DummyBackend"]
+
+DEFAULT_CPU = Decimal(8)
+DEFAULT_MEM = "32g"
+IMAGE = ImageInfo(
+    name="backendai/python:3.11",
+    architecture="amd64",
+    digest="sha256:" + "0" * 64,
+    size_bytes=0,
+    labels={
+        "ai.backend.kernelspec": "1",
+        "ai.backend.features": "batch query uid-match",
+        "ai.backend.runtime-type": "python",
+        "ai.backend.runtime-path": "/usr/bin/python3",
+        "ai.backend.resource.min.cpu": "1",
+        "ai.backend.resource.min.mem": "256m",
+    },
+)
+
+
+class DummyBackend:
+    """Simulated kernels (see the module docstring)."""
+
+    name = "dummy"
+
+    def __init__(self, config: AgentConfig, *, agent_id: str, scratch_dir: Path) -> None:
+        self.config = config
+        self.agent_id = agent_id
+        self.scratch_dir = scratch_dir
+        self._kernels: dict[str, KernelInfo] = {}
+        self._logs: dict[str, str] = {}
+        self._next_pid = 1000
+        try:
+            mem = parse_bytes(config.mem or DEFAULT_MEM, where="agent.mem")
+        except InvalidAPIParameters as e:
+            raise ConfigError(str(e)) from None
+        cpu = Decimal(str(config.cpu)) if config.cpu > 0 else DEFAULT_CPU
+        self._capacity = ResourceSlots({"cpu": cpu, "mem": mem})
+
+    @classmethod
+    async def open(cls, config: AgentConfig, *, agent_id: str, scratch_dir: Path) -> DummyBackend:
+        return cls(config, agent_id=agent_id, scratch_dir=scratch_dir)
+
+    async def aclose(self) -> None:
+        pass
+
+    async def capacity(self) -> ResourceSlots:
+        return self._capacity
+
+    async def images(self) -> list[ImageInfo]:
+        return [IMAGE]
+
+    async def create(self, spec: KernelSpec) -> KernelInfo:
+        existing = self._kernels.get(spec.kernel_id)
+        if existing is not None:
+            return existing
+        if spec.image != IMAGE.name:
+            raise ImageNotFound(
+                f"image {spec.image!r} is not present on dummy agent {self.agent_id!r}; "
+                f"it offers only {IMAGE.name!r}"
+            )
+        self._next_pid += 1
+        info = KernelInfo(
+            kernel_id=spec.kernel_id,
+            session_id=spec.session_id,
+            image=spec.image,
+            state="creating",
+            slots=spec.slots,
+            backend_id=f"dummy-{self._next_pid}",
+            created_at=time.time(),
+        )
+        self._kernels[spec.kernel_id] = info
+        await trio.sleep(self.config.dummy_create_delay)
+        if spec.kernel_id not in self._kernels:  # destroyed while it was being created
+            return replace(info, state="exited", exit_code=0)
+        info = self._kernels[spec.kernel_id] = replace(info, state="running")
+        self._logs[spec.kernel_id] = f"backendai dummy kernel {spec.kernel_id} running\n"
+        return info
+
+    async def destroy(self, kernel_id: str) -> int | None:
+        if kernel_id not in self._kernels:
+            return None
+        await trio.sleep(self.config.dummy_destroy_delay)
+        if self._kernels.pop(kernel_id, None) is None:
+            return None
+        self._logs.pop(kernel_id, None)
+        return 0
+
+    async def list(self) -> list[KernelInfo]:
+        return list(self._kernels.values())
+
+    async def inspect(self, kernel_id: str) -> KernelInfo:
+        try:
+            return self._kernels[kernel_id]
+        except KeyError:
+            raise KernelNotFound(
+                f"no kernel {kernel_id!r} on dummy agent {self.agent_id!r}"
+            ) from None
+
+    async def logs(self, kernel_id: str) -> str:
+        await self.inspect(kernel_id)
+        return self._logs.get(kernel_id, "")
