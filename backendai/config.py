@@ -148,6 +148,12 @@ class BusConfig:
     prefix: str = "backendai"
     # Approximate cap of each event stream's length.
     stream_maxlen: int = 100000
+    # An anycast event left unacknowledged this long by a dead consumer goes to another.
+    claim_timeout: float = 30.0
+    # Deliveries of an event whose handler keeps failing before it is dropped (logged).
+    max_deliveries: int = 10
+    # Seconds to wait for Redis to answer at start.
+    connect_timeout: float = 5.0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -69,7 +69,9 @@ async def measure_ours(api: APIClient, n: int) -> list[float]:
 
     async def one(name: str) -> None:
         t0 = time.perf_counter()
-        r = await api.create_session(IMAGE, name, resources={"cpu": "0.25", "mem": "256m"}, max_wait=120)
+        r = await api.create_session(
+            IMAGE, name, resources={"cpu": "0.25", "mem": "256m"}, max_wait=120
+        )
         took = time.perf_counter() - t0
         if r["status"] != "RUNNING":
             raise RuntimeError(f"session {name} ended {r['status']}, not RUNNING")
@@ -83,7 +85,10 @@ async def measure_ours(api: APIClient, n: int) -> list[float]:
             nursery.start_soon(api.destroy_session, name)
     # Let terminations finish before the next round is timed.
     with trio.fail_after(120):
-        while any(s["status"] not in ("TERMINATED", "CANCELLED", "ERROR") for s in await api.list_sessions()):
+        while any(
+            s["status"] not in ("TERMINATED", "CANCELLED", "ERROR")
+            for s in await api.list_sessions()
+        ):
             await trio.sleep(0.1)
     return samples
 
@@ -93,7 +98,9 @@ async def measure_peer(client: docker.APIClient, scratch: Path, n: int) -> list[
     limiter = trio.CapacityLimiter(n)
 
     async def one() -> None:
-        results.append(await trio.to_thread.run_sync(raw_docker_start, client, scratch, limiter=limiter))
+        results.append(
+            await trio.to_thread.run_sync(raw_docker_start, client, scratch, limiter=limiter)
+        )
 
     async with trio.open_nursery() as nursery:
         for _ in range(n):
@@ -111,7 +118,13 @@ async def main(rounds: int, levels: list[int]) -> None:
             overrides={
                 "cluster": {"data_dir": tmp, "secret": "bench"},
                 "manager": {"port": 0, "reconcile_interval": 1.0},
-                "agent": {"port": 0, "backend": "docker", "network_mode": "none", "cpu": 16.0, "mem": "16g"},
+                "agent": {
+                    "port": 0,
+                    "backend": "docker",
+                    "network_mode": "none",
+                    "cpu": 16.0,
+                    "mem": "16g",
+                },
                 "storage": {"port": 0},
                 "appproxy": {"port": 0},
             },
@@ -144,14 +157,24 @@ async def main(rounds: int, levels: list[int]) -> None:
     for n, ours, peer in rows:
         o50, o99 = statistics.median(ours), percentile(ours, 99)
         p50, p99 = statistics.median(peer), percentile(peer, 99)
-        print(f"{n:>10} {len(ours):>8} {o50:>9.3f} {o99:>9.3f} {p50:>11.3f} {p99:>11.3f} {o50 / p50:>10.2f} {o99 / p99:>10.2f}")
-    print("\nours: POST /session until it answers RUNNING (API, scheduling, agent RPC, container start);")
-    print("docker: docker-py create_container + start of the same image, command, mounts and limits.")
+        print(
+            f"{n:>10} {len(ours):>8} {o50:>9.3f} {o99:>9.3f} {p50:>11.3f} {p99:>11.3f} {o50 / p50:>10.2f} {o99 / p99:>10.2f}"
+        )
+    print(
+        "\nours: POST /session until it answers RUNNING (API, scheduling, agent RPC, container start);"
+    )
+    print(
+        "docker: docker-py create_container + start of the same image, command, mounts and limits."
+    )
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=20, help="rounds for the single-session scenario")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=20, help="rounds for the single-session scenario"
+    )
     parser.add_argument("--concurrency", default="1,10", help="comma-separated concurrency levels")
     args = parser.parse_args()
     trio.run(main, args.rounds, [int(x) for x in args.concurrency.split(",")])

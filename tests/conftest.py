@@ -19,17 +19,14 @@ import trio
 from backendai.agent.imagebuild import build_python_image
 from backendai.errors import BackendAIError
 
+from .services import require_service
+
 KERNEL_IMAGE = "backendai/python:3.11"
 _HEADER = struct.Struct(">I")
 
 
-def require(condition: bool, what: str) -> None:
-    """Skip the test unless *condition*; with env ``CI`` set, fail it instead."""
-    if condition:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} is required, and CI is set: integration tests must run in CI")
-    pytest.skip(f"{what} is not available")
+# Skip the test unless the condition holds; with env ``CI`` set, fail it instead.
+require = require_service
 
 
 def docker_answers() -> bool:
