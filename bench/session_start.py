@@ -85,10 +85,10 @@ async def measure_ours(api: APIClient, n: int) -> list[float]:
             nursery.start_soon(api.destroy_session, name)
     # Let terminations finish before the next round is timed.
     with trio.fail_after(120):
-        while any(
-            s["status"] not in ("TERMINATED", "CANCELLED", "ERROR")
-            for s in await api.list_sessions()
-        ):
+        while True:
+            sessions = await api.list_sessions()
+            if all(s["status"] in ("TERMINATED", "CANCELLED", "ERROR") for s in sessions):
+                break
             await trio.sleep(0.1)
     return samples
 
@@ -135,9 +135,8 @@ async def main(rounds: int, levels: list[int]) -> None:
             info = await nursery.start(serve_all, config)
             creds = info.manager.credentials
             async with APIClient(info.manager.endpoint, creds.access_key, creds.secret_key) as api:
-                with trio.fail_after(30):
-                    while not (await trio.to_thread.run_sync(lambda: client.images(name=IMAGE))):
-                        await trio.sleep(0.5)
+                if not await trio.to_thread.run_sync(lambda: client.images(name=IMAGE)):
+                    raise SystemExit(f"image {IMAGE} is missing: run backendai image build python")
                 await measure_ours(api, 1)  # warm-up: first heartbeat applied, caches warm
                 await measure_peer(client, Path(tmp), 1)
                 for n in levels:

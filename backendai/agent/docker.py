@@ -51,6 +51,7 @@ RUNNER_DIR = Path(__file__).resolve().parent.parent / "kernel"
 CONTAINER_PREFIX = "backendai-kernel-"
 OWNER = "backendai"
 PIDS_LIMIT = 4096
+IMAGE_CACHE_SECONDS = 10.0
 DROPPED_CAPS = ["AUDIT_WRITE", "MKNOD", "NET_RAW", "SETFCAP", "SYS_CHROOT"]
 _STATES: dict[str, KernelState] = {
     "created": "creating",
@@ -81,6 +82,7 @@ class DockerBackend:
         self._limiter = trio.CapacityLimiter(config.docker_threads)
         self._client: docker.DockerClient | None = None
         self._client_lock = threading.Lock()
+        self._image_cache: dict[str, tuple[float, dict[str, Any]]] = {}
 
     @classmethod
     async def open(cls, config: AgentConfig, *, agent_id: str, scratch_dir: Path) -> DockerBackend:
@@ -179,34 +181,43 @@ class DockerBackend:
         return sorted(out, key=lambda i: i.name)
 
     def _create_sync(self, spec: KernelSpec) -> KernelInfo:
+        # The common case costs what a bare create+start does: no inspection first.  A
+        # container that already exists (a retried launch, a re-adopted kernel) answers
+        # 409 and is adopted instead.
         api = self._api()
+        image = self._image_attrs(spec.image)
         try:
+            container_id, labels = self._new_container(spec, image)
+        except docker.errors.APIError as e:
+            if e.status_code != 409:
+                raise
+            log.info("kernel %s already has a container; adopting it", spec.kernel_id)
             attrs = self._inspect_sync(spec.kernel_id)
-        except KernelNotFound:
-            attrs = None
-        if attrs is None:
-            try:
-                image = api.inspect_image(spec.image)  # type: ignore[no-untyped-call]
-            except docker.errors.NotFound:
-                raise ImageNotFound(
-                    f"image {spec.image!r} is not present on agent {self.agent_id!r}; "
-                    "pull or build it first (backendai image build python)"
-                ) from None
-            try:
-                container_id = self._new_container(spec, image)
-            except docker.errors.APIError as e:
-                if e.status_code != 409:
-                    raise
-                log.info("kernel %s was created concurrently; adopting it", spec.kernel_id)
-                container_id = self._inspect_sync(spec.kernel_id)["Id"]
-            attrs = api.inspect_container(container_id)
-        if not attrs["State"]["Running"]:
-            api.start(attrs["Id"])
-            attrs = api.inspect_container(attrs["Id"])
-        return self._info_from_inspect(attrs)
+            if not attrs["State"]["Running"]:
+                api.start(attrs["Id"])
+                attrs = api.inspect_container(attrs["Id"])
+            return self._info_from_inspect(attrs)
+        api.start(container_id)
+        return self._info(labels, spec.image, container_id, "running", None)
 
-    def _new_container(self, spec: KernelSpec, image: dict[str, Any]) -> str:
-        """Create (not start) the container of *spec*; returns its id."""
+    def _image_attrs(self, name: str) -> dict[str, Any]:
+        """The image's inspection, cached briefly (its labels decide the user and limits)."""
+        now = time.monotonic()
+        hit = self._image_cache.get(name)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        try:
+            attrs: dict[str, Any] = self._api().inspect_image(name)  # type: ignore[no-untyped-call]
+        except docker.errors.NotFound:
+            raise ImageNotFound(
+                f"image {name!r} is not present on agent {self.agent_id!r}; "
+                "pull or build it first (backendai image build python)"
+            ) from None
+        self._image_cache[name] = (now + IMAGE_CACHE_SECONDS, attrs)
+        return attrs
+
+    def _new_container(self, spec: KernelSpec, image: dict[str, Any]) -> tuple[str, dict[str, str]]:
+        """Create (not start) the container of *spec*; returns its id and labels."""
         api = self._api()
         image_labels = image["Config"].get("Labels") or {}
         uid_label = image_labels.get("ai.backend.user-uid")
@@ -267,7 +278,7 @@ class DockerBackend:
             host_config=host_config,
         )
         log.info("created container %s for kernel %s", created["Id"][:12], spec.kernel_id)
-        return str(created["Id"])
+        return str(created["Id"]), labels
 
     def _destroy_sync(self, kernel_id: str) -> int | None:
         api = self._api()
