@@ -11,7 +11,7 @@ from .memory import MemoryEventBus
 from .protocol import EventBus
 from .redis import open_redis_bus
 
-__all__ = ["open_event_bus"]
+__all__ = ["open_event_bus", "use_event_bus"]
 
 
 @asynccontextmanager
@@ -32,3 +32,13 @@ async def open_event_bus(config: BusConfig) -> AsyncIterator[EventBus]:
             yield bus
     else:
         raise ConfigError(f"bus.kind: invalid value {config.kind!r}; expected 'memory' or 'redis'")
+
+
+@asynccontextmanager
+async def use_event_bus(config: BusConfig, bus: EventBus | None) -> AsyncIterator[EventBus]:
+    """*bus* when given (roles sharing one process use one bus), else one opened from *config*."""
+    if bus is not None:
+        yield bus
+    else:
+        async with open_event_bus(config) as opened:
+            yield opened

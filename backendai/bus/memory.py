@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import NoReturn
 
 import trio
 
+from .fanout import Fanout
 from .protocol import Event, EventHandler
 
 __all__ = ["MemoryEventBus"]
@@ -28,8 +28,7 @@ class MemoryEventBus:
         self._queues: dict[
             str, tuple[trio.MemorySendChannel[Event], trio.MemoryReceiveChannel[Event]]
         ] = {}
-        self._subscribers: set[trio.MemorySendChannel[Event]] = set()
-        self._subscriber_buffer = subscriber_buffer
+        self._fanout = Fanout(subscriber_buffer)
 
     def _queue(
         self, kind: str
@@ -43,17 +42,7 @@ class MemoryEventBus:
         await trio.lowlevel.checkpoint()
 
     async def broadcast(self, event: Event) -> None:
-        for send in list(self._subscribers):
-            try:
-                send.send_nowait(event)
-            except trio.WouldBlock:
-                log.warning(
-                    "broadcast subscriber is %d events behind; dropped %s",
-                    self._subscriber_buffer,
-                    event.name,
-                )
-            except trio.BrokenResourceError:
-                self._subscribers.discard(send)
+        self._fanout.deliver(event)
         await trio.lowlevel.checkpoint()
 
     async def serve_anycast(
@@ -77,13 +66,5 @@ class MemoryEventBus:
                 send.send_nowait(event)
                 await trio.sleep(0.1)
 
-    @asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[trio.abc.ReceiveChannel[Event]]:
-        send, receive = trio.open_memory_channel[Event](self._subscriber_buffer)
-        self._subscribers.add(send)
-        try:
-            async with receive:
-                yield receive
-        finally:
-            self._subscribers.discard(send)
-            send.close()
+    def subscribe(self) -> AbstractAsyncContextManager[trio.abc.ReceiveChannel[Event]]:
+        return self._fanout.subscribe()

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, suppress
 from typing import NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
@@ -40,6 +40,7 @@ from coredis.tokens import PureToken
 
 from ..config import BusConfig
 from ..errors import BusError, ConfigError, UnavailableError
+from .fanout import Fanout
 from .protocol import Event, EventHandler
 
 __all__ = ["RedisEventBus", "open_redis_bus"]
@@ -94,9 +95,8 @@ class RedisEventBus:
         self._claim_idle_ms = max(1, round(claim_idle * 1000))
         self._claim_interval = max(claim_idle / 2, 0.01)
         self._max_deliveries = max_deliveries
-        self._subscriber_buffer = subscriber_buffer
         self._channel = f"{config.prefix}:broadcast"
-        self._subscribers: set[trio.MemorySendChannel[Event]] = set()
+        self._fanout = Fanout(subscriber_buffer)
 
     def _stream(self, kind: str) -> str:
         return f"{self._prefix}:anycast:{kind}"
@@ -228,16 +228,8 @@ class RedisEventBus:
                 entry.identifier, stream, self._url, e,
             )  # fmt: skip
 
-    @asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[trio.abc.ReceiveChannel[Event]]:
-        send, receive = trio.open_memory_channel[Event](self._subscriber_buffer)
-        self._subscribers.add(send)
-        try:
-            async with receive:
-                yield receive
-        finally:
-            self._subscribers.discard(send)
-            send.close()
+    def subscribe(self) -> AbstractAsyncContextManager[trio.abc.ReceiveChannel[Event]]:
+        return self._fanout.subscribe()
 
     async def _relay_broadcasts(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -280,16 +272,7 @@ class RedisEventBus:
         except (KeyError, ValueError, TypeError) as e:
             log.warning("ignoring a message on %s that is not an event: %r", self._channel, e)
             return
-        for send in list(self._subscribers):
-            try:
-                send.send_nowait(event)
-            except trio.WouldBlock:
-                log.warning(
-                    "broadcast subscriber is %d events behind; dropped %s",
-                    self._subscriber_buffer, event.name,
-                )  # fmt: skip
-            except trio.BrokenResourceError:
-                self._subscribers.discard(send)
+        self._fanout.deliver(event)
 
 
 @asynccontextmanager

@@ -14,8 +14,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 __all__ = [
-    "KERNEL_LIVE_STATES",
-    "SESSION_TERMINAL_STATES",
     "agents",
     "allocations",
     "images",
@@ -34,17 +32,6 @@ metadata = sa.MetaData(
         "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
         "pk": "pk_%(table_name)s",
     }
-)
-
-SESSION_TERMINAL_STATES = ("TERMINATED", "CANCELLED", "ERROR")
-KERNEL_LIVE_STATES = (
-    "SCHEDULED",
-    "PREPARING",
-    "PULLING",
-    "PREPARED",
-    "CREATING",
-    "RUNNING",
-    "TERMINATING",
 )
 
 keypairs = sa.Table(

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -16,7 +15,7 @@ from ..agent.heartbeat import serve_heartbeat
 from ..agent.registry import KernelRegistry
 from ..agent.rpc import create_rpc_app
 from ..bus import EventBus
-from ..bus.factory import open_event_bus
+from ..bus.factory import use_event_bus
 from ..config import Config
 from ..errors import ConfigError
 from ..httpserver import serve_http
@@ -31,15 +30,6 @@ class AgentInfo:
     agent_id: str
     rpc_addr: str
     backend: str
-
-
-@asynccontextmanager
-async def _maybe_bus(config: Config, bus: EventBus | None) -> AsyncIterator[EventBus]:
-    if bus is not None:
-        yield bus
-    else:
-        async with open_event_bus(config.bus) as opened:
-            yield opened
 
 
 async def serve(
@@ -57,7 +47,7 @@ async def serve(
     scratch = config.data_dir / "agents" / agent_id / "scratch"
     scratch.mkdir(parents=True, exist_ok=True)
     async with AsyncExitStack() as stack:
-        the_bus = await stack.enter_async_context(_maybe_bus(config, bus))
+        the_bus = await stack.enter_async_context(use_event_bus(config.bus, bus))
         backend = await stack.enter_async_context(
             open_compute_backend(cfg, agent_id=agent_id, scratch_dir=scratch)
         )

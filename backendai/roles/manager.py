@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -13,7 +12,7 @@ from typing import NoReturn
 import trio
 
 from ..bus import EventBus
-from ..bus.factory import open_event_bus
+from ..bus.factory import use_event_bus
 from ..config import Config
 from ..db import open_database
 from ..httpserver import serve_http
@@ -44,15 +43,6 @@ def db_url(config: Config) -> str:
     return config.manager.db_url or f"sqlite:///{config.data_dir / 'manager.db'}"
 
 
-@asynccontextmanager
-async def _maybe_bus(config: Config, bus: EventBus | None) -> AsyncIterator[EventBus]:
-    if bus is not None:
-        yield bus
-    else:
-        async with open_event_bus(config.bus) as opened:
-            yield opened
-
-
 async def serve(
     config: Config,
     *,
@@ -63,7 +53,7 @@ async def serve(
     manager_id = f"manager-{uuid.uuid4().hex[:12]}"
     async with AsyncExitStack() as stack:
         db = await stack.enter_async_context(open_database(db_url(config), threads=cfg.db_threads))
-        the_bus = await stack.enter_async_context(_maybe_bus(config, bus))
+        the_bus = await stack.enter_async_context(use_event_bus(config.bus, bus))
         agents = await stack.enter_async_context(open_agent_client(config.cluster.secret))
         creds = await db.run(ensure_bootstrap)
         ctx = ManagerContext(
