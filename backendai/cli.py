@@ -73,6 +73,12 @@ def _announce(role: str, info: Any) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    if args.image is not None:
+        from .client.cli_exec import run_code
+        from .client.cli_session import run_session_command
+
+        args.handler = run_code
+        return run_session_command(args)
     from .roles import ROLES
 
     config = load_config(args.config)
@@ -109,17 +115,25 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .client.cli_exec import add_exec_commands, add_run_arguments
     from .client.cli_session import add_session_commands
 
     parser = argparse.ArgumentParser(prog="backendai", description="backendai cluster platform")
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run a role of the platform")
+    run = sub.add_parser(
+        "run",
+        help="run a role of the platform, or code in a session (with IMAGE)",
+        description="Without IMAGE: serve a role (--role, --config). With IMAGE: run code in a "
+        "session of that image (-c CODE, or FILES / --exec CMD in batch mode) and exit with its "
+        "exit code.",
+    )
     run.add_argument(
         "--role", choices=["all", "manager", "agent", "storage", "appproxy"], default="all"
     )
     run.add_argument("--config", help="TOML config file (default: embedded defaults)")
+    add_run_arguments(run)
     run.set_defaults(func=_cmd_run)
 
     image = sub.add_parser("image", help="kernel images").add_subparsers(
@@ -139,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("path")
     check.set_defaults(func=_cmd_config_check)
 
-    add_session_commands(sub)
+    add_exec_commands(add_session_commands(sub))
     return parser
 
 

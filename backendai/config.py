@@ -103,6 +103,8 @@ class ManagerConfig:
     terminate_timeout: float = 60.0
     # Period of the safety-net loops (scheduling, reconciliation) when no event hints.
     reconcile_interval: float = 3.0
+    # Largest upload (POST /session/{id}/upload) the manager relays, in bytes.
+    max_upload_bytes: int = 1073741824
     # Upper bound for maxWaitSeconds in POST /session.
     max_wait_limit: float = 600.0
     # Grace period for in-flight requests at shutdown.

@@ -13,7 +13,12 @@ them.  A subclass exists only where some caller acts differently on it::
     ├── BusError                    the event bus refused an operation
     ├── KernelError                 a compute backend could not do what was asked
     │   ├── ImageNotFound           the image is not present on the agent
+    │   ├── ImagePullError          pulling an image failed (carries .reason: auth-failed, ...)
     │   └── KernelNotFound          no such kernel on this backend
+    ├── RegistryError               a container registry failed a request (carries .reason)
+    │   ├── RegistryUnreachable     it does not answer (refused, timed out, unknown host)
+    │   ├── RegistryAuthFailed      it refused the credentials (401, 403)
+    │   └── RegistryNotFound        no such repository, tag, manifest or project (404)
     ├── RPCError                    a manager→agent call failed (carries the HTTP status)
     ├── ImageBuildError             `backendai image build` failed
     └── APIError                    an error with an HTTP status and a problem+json slug
@@ -25,6 +30,7 @@ them.  A subclass exists only where some caller acts differently on it::
         │   └── UnknownImage        404 image-not-found
         ├── Conflict                409 ... (SessionAlreadyExists)
         ├── InsufficientResources   412 insufficient-resources (impossible request)
+        ├── PayloadTooLarge         413 request-too-large
         ├── TooManyRequests         429 too-many-requests
         └── ServerError             500 internal-server-error
 """
@@ -44,13 +50,19 @@ __all__ = [
     "DatabaseError",
     "ImageBuildError",
     "ImageNotFound",
+    "ImagePullError",
     "InsufficientResources",
     "InvalidAPIParameters",
     "KernelError",
     "KernelNotFound",
     "NotFound",
+    "PayloadTooLarge",
     "PermissionDenied",
     "RPCError",
+    "RegistryAuthFailed",
+    "RegistryError",
+    "RegistryNotFound",
+    "RegistryUnreachable",
     "ServerError",
     "SessionNotFound",
     "TooManyRequests",
@@ -91,6 +103,36 @@ class ImageNotFound(KernelError):
     """The requested image is not present where the kernel should run."""
 
 
+class ImagePullError(KernelError):
+    """Pulling an image failed; ``reason`` says why in one word a session can carry.
+
+    Reasons: ``auth-failed``, ``not-found``, ``wrong-arch``, ``no-space``, ``timeout``,
+    ``unreachable``, ``unsupported``, ``failed``.
+    """
+
+    def __init__(self, message: str, *, reason: str = "failed") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class RegistryError(BackendAIError):
+    """A container registry failed a request; the message names it and the request."""
+
+    reason: ClassVar[str] = "failed"
+
+
+class RegistryUnreachable(RegistryError):
+    reason = "unreachable"
+
+
+class RegistryAuthFailed(RegistryError):
+    reason = "auth-failed"
+
+
+class RegistryNotFound(RegistryError):
+    reason = "not-found"
+
+
 class KernelNotFound(KernelError):
     """The backend knows no kernel with this id."""
 
@@ -98,9 +140,10 @@ class KernelNotFound(KernelError):
 class RPCError(BackendAIError):
     """A manager-to-agent RPC call failed."""
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(self, message: str, *, status: int | None = None, detail: str = "") -> None:
         super().__init__(message)
         self.status = status
+        self.detail = detail or message
 
 
 class ImageBuildError(BackendAIError):
@@ -159,6 +202,12 @@ class InsufficientResources(APIError):
     status = 412
     slug = "insufficient-resources"
     title = "The request cannot be satisfied by any agent"
+
+
+class PayloadTooLarge(APIError):
+    status = 413
+    slug = "request-too-large"
+    title = "Request too large"
 
 
 class TooManyRequests(APIError):

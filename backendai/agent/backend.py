@@ -97,6 +97,10 @@ class ComputeBackend(Protocol):
         """Stop and remove a kernel; idempotent.  Returns its exit code where known."""
         ...
 
+    async def restart(self, spec: KernelSpec) -> KernelInfo:
+        """Restart the kernel's processes, keeping its files where the backend can."""
+        ...
+
     async def list(self) -> list[KernelInfo]:
         """Every kernel this agent owns, including those of an earlier agent process."""
         ...

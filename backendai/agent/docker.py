@@ -111,6 +111,9 @@ class DockerBackend:
     async def destroy(self, kernel_id: str) -> int | None:
         return await self._run(f"destroy kernel {kernel_id!r}", self._destroy_sync, kernel_id)
 
+    async def restart(self, spec: KernelSpec) -> KernelInfo:
+        return await self._run(f"restart kernel {spec.kernel_id!r}", self._restart_sync, spec)
+
     async def list(self) -> list[KernelInfo]:
         return await self._run("list kernels", self._list_sync)
 
@@ -279,6 +282,16 @@ class DockerBackend:
         )
         log.info("created container %s for kernel %s", created["Id"][:12], spec.kernel_id)
         return str(created["Id"]), labels
+
+    def _restart_sync(self, spec: KernelSpec) -> KernelInfo:
+        """Restart the container in place: new processes, the same filesystem."""
+        try:
+            attrs = self._inspect_sync(spec.kernel_id)
+        except KernelNotFound:
+            return self._create_sync(spec)
+        api = self._api()
+        api.restart(attrs["Id"], timeout=math.ceil(self.config.stop_timeout))
+        return self._info_from_inspect(api.inspect_container(attrs["Id"]))
 
     def _destroy_sync(self, kernel_id: str) -> int | None:
         api = self._api()

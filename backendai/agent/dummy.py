@@ -111,6 +111,11 @@ class DummyBackend:
         self._logs.pop(kernel_id, None)
         return 0
 
+    async def restart(self, spec: KernelSpec) -> KernelInfo:
+        """A new process for the kernel (its files are not kept apart from it here)."""
+        await self.destroy(spec.kernel_id)
+        return await self.create(spec)
+
     async def list(self) -> list[KernelInfo]:
         return list(self._kernels.values())
 

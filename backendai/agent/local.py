@@ -107,6 +107,11 @@ class LocalBackend:
     async def destroy(self, kernel_id: str) -> int | None:
         return await self._run(self._destroy_sync, kernel_id)
 
+    async def restart(self, spec: KernelSpec) -> KernelInfo:
+        """A new process for the kernel (its files are not kept apart from it here)."""
+        await self.destroy(spec.kernel_id)
+        return await self.create(spec)
+
     async def list(self) -> list[KernelInfo]:
         return await self._run(self._list_sync)
 

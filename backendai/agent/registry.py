@@ -92,6 +92,14 @@ class KernelRegistry:
         self._notify()
         return info
 
+    async def restart(self, spec: KernelSpec) -> KernelInfo:
+        async with self._lock(spec.kernel_id):
+            spec.ipc_dir.mkdir(parents=True, exist_ok=True)
+            info = await self.backend.restart(spec)
+            log.info("kernel %s of session %s restarted", spec.kernel_id, spec.session_id)
+        self._notify()
+        return info
+
     async def destroy(self, kernel_id: str) -> int | None:
         async with self._lock(kernel_id):
             exit_code = await self.backend.destroy(kernel_id)

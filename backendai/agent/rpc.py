@@ -81,6 +81,21 @@ def create_rpc_app(registry: KernelRegistry, secret: Secret) -> QuartTrio:
         info = await registry.create(parse_spec(raw, registry.scratch_dir))
         return _json(kernel_json(info), 201)
 
+    @app.route("/v1/kernels/<kernel_id>/restart", methods=["POST"])
+    async def restart(kernel_id: str) -> Response:
+        try:
+            raw = json.loads(await request.get_data())
+        except ValueError as e:
+            return _error(400, "invalid-api-params", f"body is not JSON: {e}")
+        spec = parse_spec(raw, registry.scratch_dir)
+        if spec.kernel_id != kernel_id:
+            return _error(
+                400,
+                "invalid-api-params",
+                f"spec is for kernel {spec.kernel_id!r}, not {kernel_id!r}",
+            )
+        return _json(kernel_json(await registry.restart(spec)))
+
     @app.route("/v1/kernels", methods=["GET"])
     async def list_() -> Response:
         return _json({"kernels": [kernel_json(k) for k in await registry.backend.list()]})

@@ -209,8 +209,9 @@ class APIClient:
         params: Mapping[str, str] | None = None,
         signed: bool = True,
         stream: bool = False,
+        **body: Any,
     ) -> httpx.Response:
-        request = self._http.build_request(method, path, json=json, params=params)
+        request = self._http.build_request(method, path, json=json, params=params, **body)
         if signed:
             self._sign(request)
         try:
@@ -224,6 +225,22 @@ class APIClient:
                 await response.aclose()
             raise APIResponseError.from_response(response)
         return response
+
+    def signed_headers(self, method: str, path_qs: str) -> list[tuple[bytes, bytes]]:
+        """Headers that sign a bodiless request for *path_qs* (websocket handshakes)."""
+        request = self._http.build_request(method, path_qs)
+        self._sign(request)
+        names = ("Date", "X-BackendAI-Version", "Authorization")
+        return [(n.encode(), request.headers[n].encode()) for n in names]
+
+    @property
+    def websocket_base(self) -> str:
+        url = httpx.URL(self.endpoint)
+        return str(url.copy_with(scheme="wss" if url.scheme == "https" else "ws")).rstrip("/")
+
+    async def send_raw(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """A signed request with any httpx body arguments (files=, content=, stream=)."""
+        return await self._send(method, path, **kwargs)
 
     def _unreachable(self, e: httpx.TransportError) -> UnavailableError:
         return UnavailableError(

@@ -174,10 +174,14 @@ def run_session_command(
         return EXIT_INTERRUPTED
 
 
-def add_session_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Add ``session`` and its subcommands; each sets ``func(args) -> exit code``."""
+def add_session_commands(
+    subparsers: argparse._SubParsersAction[Any],
+) -> argparse._SubParsersAction[Any]:
+    """Add ``session`` and its subcommands (returned, for more); each sets ``func(args) -> exit code``."""
     session = subparsers.add_parser("session", help="create, inspect and destroy compute sessions")
-    commands = session.add_subparsers(dest="session_command", metavar="COMMAND", required=True)
+    commands: argparse._SubParsersAction[Any] = session.add_subparsers(
+        dest="session_command", metavar="COMMAND", required=True
+    )
 
     def command(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = commands.add_parser(name, help=help, description=help)
@@ -240,3 +244,4 @@ def add_session_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("id", metavar="ID", nargs="?", help="session name or UUID (default: all)")
     p.add_argument("--scope", choices=["session", "kernel", "*"], default="*")
     p.add_argument("--json", action="store_true", help="print one JSON object per event")
+    return commands

@@ -19,8 +19,15 @@ __all__ = ["AgentClient", "open_agent_client"]
 
 
 class AgentClient:
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(self, client: httpx.AsyncClient, secret: Secret) -> None:
         self._client = client
+        self._secret = secret
+
+    def websocket(self, addr: str, path: str) -> tuple[str, list[tuple[bytes, bytes]]]:
+        """URL and headers for a websocket to the agent (pty)."""
+        return f"ws://{addr}{path}", [
+            (b"Authorization", f"Bearer {self._secret.reveal()}".encode())
+        ]
 
     async def _call(self, method: str, addr: str, path: str, **kwargs: Any) -> Any:
         url = f"http://{addr}{path}"
@@ -39,6 +46,7 @@ class AgentClient:
             raise RPCError(
                 f"agent at {addr} refused {method} {path}: {resp.status_code} {detail}",
                 status=resp.status_code,
+                detail=str(detail),
             )
         return resp.json()
 
@@ -54,6 +62,70 @@ class AgentClient:
         result = await self._call("GET", addr, f"/v1/kernels/{kernel_id}/logs")
         return str(result["logs"])
 
+    async def execute(self, addr: str, kernel_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One execute step; the agent answers within ``body['flush']`` seconds."""
+        timeout = float(body.get("flush", 2.0)) + 30.0
+        result: dict[str, Any] = await self._call(
+            "POST", addr, f"/v1/kernels/{kernel_id}/execute", json=body, timeout=timeout
+        )
+        return result
+
+    async def restart_kernel(self, addr: str, spec: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(
+            "POST", addr, f"/v1/kernels/{spec['kernel_id']}/restart", json=spec, timeout=120.0
+        )
+        return result
+
+    async def interrupt(self, addr: str, kernel_id: str) -> None:
+        await self._call("POST", addr, f"/v1/kernels/{kernel_id}/interrupt")
+
+    async def complete(self, addr: str, kernel_id: str, code: str, options: dict[str, Any]) -> Any:
+        body = {"code": code, "options": options}
+        result = await self._call("POST", addr, f"/v1/kernels/{kernel_id}/complete", json=body)
+        return result.get("result", [])
+
+    async def list_files(self, addr: str, kernel_id: str, path: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(
+            "GET", addr, f"/v1/kernels/{kernel_id}/files", params={"path": path}
+        )
+        return result
+
+    async def upload_file(
+        self, addr: str, kernel_id: str, path: str, content: AsyncIterator[bytes]
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(
+            "POST",
+            addr,
+            f"/v1/kernels/{kernel_id}/files",
+            params={"path": path},
+            content=content,
+            timeout=None,
+        )
+        return result
+
+    @asynccontextmanager
+    async def stream(
+        self, addr: str, path: str, params: dict[str, str]
+    ) -> AsyncIterator[httpx.Response]:
+        """A streamed GET from the agent (file content, archives); errors as RPCError."""
+        url = f"http://{addr}{path}"
+        try:
+            async with self._client.stream("GET", url, params=params, timeout=None) as resp:
+                if resp.status_code >= 400:
+                    await resp.aread()
+                    try:
+                        detail = resp.json().get("msg") or resp.text
+                    except ValueError:
+                        detail = resp.text
+                    raise RPCError(
+                        f"agent at {addr} refused GET {path}: {resp.status_code} {detail}",
+                        status=resp.status_code,
+                        detail=str(detail),
+                    )
+                yield resp
+        except httpx.HTTPError as e:
+            raise RPCError(f"agent at {addr} failed GET {path}: {e}") from e
+
 
 @asynccontextmanager
 async def open_agent_client(
@@ -62,4 +134,4 @@ async def open_agent_client(
     headers = {"Authorization": f"Bearer {secret.reveal()}"}
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
     async with httpx.AsyncClient(headers=headers, timeout=request_timeout, limits=limits) as client:
-        yield AgentClient(client)
+        yield AgentClient(client, secret)

@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from quart import Response, g, request
+from quart import Response, g, request, websocket
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
@@ -104,36 +105,49 @@ class _KeyCache:
         return value
 
 
-def _raw_target() -> str:
+def _raw_target(scope: Mapping[str, Any]) -> str:
     """The request target exactly as received (the signature covers it)."""
-    raw = request.scope.get("raw_path") or request.path.encode()
+    raw = scope.get("raw_path") or scope["path"].encode()
     target = raw.decode("latin-1")
-    qs = request.scope.get("query_string") or b""
+    qs = scope.get("query_string") or b""
     return f"{target}?{qs.decode('latin-1')}" if qs else target
 
 
 def create_app(ctx: ManagerContext) -> QuartTrio:
     from .events_api import add_event_routes
+    from .exec_api import add_exec_routes
+    from .files_api import add_file_routes
     from .session_api import add_session_routes
+    from .stream_api import add_stream_routes
 
     app = QuartTrio("backendai.manager")
     app.config["MAX_CONTENT_LENGTH"] = 16 * 1024 * 1024
     keys = _KeyCache(ctx)
 
-    @app.before_request
-    async def authenticate() -> None:
-        if request.path == "/" or request.method == "OPTIONS":
-            return
+    async def authenticate_as(
+        method: str, scope: Mapping[str, Any], headers: Mapping[str, str], args: Mapping[str, str]
+    ) -> None:
         keypair = await check_request_signature(
-            request.method, _raw_target(), dict(request.headers), keys.get, now=time.time()
+            method, _raw_target(scope), headers, keys.get, now=time.time()
         )
         access_key, role = keypair.access_key, keypair.role
-        owner = request.args.get("owner_access_key") or access_key
+        owner = args.get("owner_access_key") or access_key
         if owner != access_key and role not in ("superadmin", "admin"):
             raise PermissionDenied(
                 f"owner_access_key={owner!r}: only administrators may act for another keypair"
             )
         g.caller = Caller(access_key, role, owner)
+
+    @app.before_request
+    async def authenticate() -> None:
+        if request.path == "/" or request.method == "OPTIONS":
+            return
+        await authenticate_as(request.method, request.scope, dict(request.headers), request.args)
+
+    @app.before_websocket
+    async def authenticate_websocket() -> None:
+        # A websocket handshake is a GET, and the official client signs it as one.
+        await authenticate_as("GET", websocket.scope, dict(websocket.headers), websocket.args)
 
     @app.after_request
     async def version_header(resp: Response) -> Response:
@@ -170,4 +184,7 @@ def create_app(ctx: ManagerContext) -> QuartTrio:
 
     add_session_routes(app, ctx)
     add_event_routes(app, ctx)
+    add_exec_routes(app, ctx)
+    add_stream_routes(app, ctx)
+    add_file_routes(app, ctx)
     return app

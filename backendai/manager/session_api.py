@@ -19,7 +19,7 @@ from .context import ManagerContext
 from .session_ops import create_session, destroy_session, parse_create_request, resolve_session
 from .states import TERMINAL
 
-__all__ = ["add_session_routes", "iso"]
+__all__ = ["add_session_routes", "iso", "owner_scope"]
 
 _LIVE_CONTAINER = ("PREPARING", "PULLING", "PREPARED", "CREATING", "RUNNING", "TERMINATING")
 
@@ -28,7 +28,7 @@ def iso(t: float | None) -> str | None:
     return None if t is None else dt.datetime.fromtimestamp(t, dt.UTC).isoformat()
 
 
-def _owner_scope(caller: Caller) -> str | None:
+def owner_scope(caller: Caller) -> str | None:
     """Superadmins address any session unless they name an owner; others only their own."""
     if caller.is_superadmin and "owner_access_key" not in request.args:
         return None
@@ -153,12 +153,12 @@ def add_session_routes(app: QuartTrio, ctx: ManagerContext) -> None:
 
     @app.route("/session/<ref>", methods=["GET"])
     async def info(ref: str) -> Response:
-        s = await resolve_session(ctx, ref, _owner_scope(g.caller))
+        s = await resolve_session(ctx, ref, owner_scope(g.caller))
         return json_response(await ctx.db.run(lambda c: _details(c, s)))
 
     @app.route("/session/<ref>", methods=["DELETE"])
     async def destroy(ref: str) -> Response:
-        s = await resolve_session(ctx, ref, _owner_scope(g.caller))
+        s = await resolve_session(ctx, ref, owner_scope(g.caller))
         forced = request.args.get("forced", "false").lower() in ("1", "true", "yes")
         status = (
             s["status"]
@@ -171,7 +171,7 @@ def add_session_routes(app: QuartTrio, ctx: ManagerContext) -> None:
 
     @app.route("/session/<ref>/logs", methods=["GET"])
     async def logs(ref: str) -> Response:
-        s = await resolve_session(ctx, ref, _owner_scope(g.caller))
+        s = await resolve_session(ctx, ref, owner_scope(g.caller))
 
         def _where(c: sa.Connection) -> tuple[str, str, str] | None:
             row = c.execute(
@@ -194,7 +194,7 @@ def add_session_routes(app: QuartTrio, ctx: ManagerContext) -> None:
 
     @app.route("/session/<ref>/status-history", methods=["GET"])
     async def status_history(ref: str) -> Response:
-        s = await resolve_session(ctx, ref, _owner_scope(g.caller))
+        s = await resolve_session(ctx, ref, owner_scope(g.caller))
         rows = await ctx.db.run(lambda c: repo.history(c, s["id"]))
         return json_response(
             {

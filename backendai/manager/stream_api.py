@@ -1,0 +1,134 @@
+"""Websocket streams of a session: code execution and a terminal (pty).
+
+``/stream/session/{id}/execute``: the first message is ``{mode, code, options}``;
+results follow as they come; on ``waiting-input`` the client answers with a raw
+string; the stream ends at a finished status.  A client that goes away mid-run
+has its run interrupted.  ``/stream/session/{id}/pty`` is spliced to the
+agent's pty websocket, message for message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from typing import Any
+
+import trio
+import trio_websocket
+from quart import g, websocket
+from quart_trio import QuartTrio
+
+from ..errors import APIError, InvalidAPIParameters, RPCError
+from .api import Caller
+from .context import ManagerContext
+from .exec_api import execute_step
+from .kernel_access import KernelTarget, main_kernel
+from .session_api import owner_scope
+from .session_ops import resolve_session
+
+__all__ = ["WS_FLUSH_SECONDS", "add_stream_routes"]
+
+log = logging.getLogger(__name__)
+# Streams forward output promptly: each step returns after this much collection at most.
+WS_FLUSH_SECONDS = 0.2
+_FINAL = ("finished", "exec-timeout")
+_INTERRUPT_TIMEOUT = 5.0
+
+
+def _first_message(raw: str | bytes) -> tuple[str, str, dict[str, Any]]:
+    try:
+        msg = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InvalidAPIParameters(
+            f"the first message must be JSON {{mode, code, options}}: {e}"
+        ) from None
+    if not isinstance(msg, dict):
+        raise InvalidAPIParameters("the first message must be a JSON object {mode, code, options}")
+    mode = msg.get("mode", "query")
+    if mode not in ("query", "batch"):
+        raise InvalidAPIParameters(f"mode: invalid value {mode!r}; expected 'query' or 'batch'")
+    code = msg.get("code") or ""
+    options = msg.get("options") or {}
+    if not isinstance(code, str) or not isinstance(options, dict):
+        raise InvalidAPIParameters("code must be a string and options an object")
+    return mode, code, options
+
+
+async def _target(ctx: ManagerContext, ref: str) -> KernelTarget:
+    caller: Caller = g.caller
+    return await main_kernel(ctx, await resolve_session(ctx, ref, owner_scope(caller)))
+
+
+def add_stream_routes(app: QuartTrio, ctx: ManagerContext) -> None:
+    @app.websocket("/stream/session/<ref>/execute")
+    async def stream_execute(ref: str) -> None:
+        target = await _target(ctx, ref)
+        await websocket.accept()
+        run_id = secrets.token_hex(8)
+        finished = False
+        try:
+            mode, code, options = _first_message(await websocket.receive())
+            while True:
+                result = await execute_step(
+                    ctx, target, mode, run_id, code, options, WS_FLUSH_SECONDS
+                )
+                if result["console"] or result["status"] != "continued":
+                    await websocket.send(json.dumps(result))
+                if result["status"] in _FINAL:
+                    finished = True
+                    break
+                if result["status"] == "waiting-input":
+                    answer = await websocket.receive()
+                    mode, code = "input", answer if isinstance(answer, str) else answer.decode()
+                else:
+                    mode, code = "continue", ""
+                options = {}
+        except APIError as e:
+            finished = True
+            await websocket.send(json.dumps({"status": "error", "msg": str(e)}))
+        finally:
+            if not finished:
+                with trio.move_on_after(_INTERRUPT_TIMEOUT, shield=True):
+                    try:
+                        await ctx.agents.interrupt(target.agent_addr, target.kernel_id)
+                        log.info(
+                            "client left run %s of session %s: interrupted it",
+                            run_id,
+                            target.session_name,
+                        )
+                    except RPCError as e:
+                        log.warning("could not interrupt the abandoned run %s: %s", run_id, e)
+
+    @app.websocket("/stream/session/<ref>/pty")
+    async def stream_pty(ref: str) -> None:
+        target = await _target(ctx, ref)
+        url, headers = ctx.agents.websocket(
+            target.agent_addr, f"/v1/kernels/{target.kernel_id}/pty"
+        )
+        try:
+            async with trio_websocket.open_websocket_url(url, extra_headers=headers) as upstream:
+                await websocket.accept()
+                async with trio.open_nursery() as nursery:
+
+                    async def up() -> None:
+                        while True:
+                            await upstream.send_message(await websocket.receive())
+
+                    async def down() -> None:
+                        try:
+                            while True:
+                                await websocket.send(await upstream.get_message())
+                        except trio_websocket.ConnectionClosed:
+                            pass
+                        nursery.cancel_scope.cancel()
+
+                    nursery.start_soon(up)
+                    nursery.start_soon(down)
+        except (trio_websocket.HandshakeError, OSError) as e:
+            log.warning(
+                "terminal of session %s: agent websocket failed: %s", target.session_name, e
+            )
+            await websocket.send(
+                json.dumps({"type": "error", "msg": f"the agent's terminal is unavailable: {e}"})
+            )
