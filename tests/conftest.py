@@ -19,6 +19,7 @@ import trio
 from backendai.agent.imagebuild import build_python_image
 from backendai.errors import BackendAIError
 
+from .official_client import official_python  # noqa: F401 - a fixture for every test module
 from .services import require_service
 
 KERNEL_IMAGE = "backendai/python:3.11"

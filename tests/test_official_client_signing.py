@@ -11,12 +11,9 @@ environment that cannot be made is a failure, elsewhere a skip.
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import json
 import os
-import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -30,7 +27,6 @@ from backendai.manager.auth import check_request_signature
 
 pytestmark = pytest.mark.slow
 
-OFFICIAL = ["backend.ai-client==23.9.10", "yarl==1.9.4"]
 AK = "AKIAOFFICIALCLIENT01"
 SK = "s3cr3t-Key/With+Odd=Chars0123456789abcd"
 
@@ -103,46 +99,6 @@ def vectors():
 asyncio.run(send_requests())
 print(json.dumps({"requests": captured[1:], "probe": captured[0], "vectors": vectors()}))
 """
-
-
-def _cache_dir() -> Path:
-    default = Path.home() / ".cache" / "backendai-test"
-    return Path(os.environ.get("BACKENDAI_TEST_CACHE", default))
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"cannot set up the official client in CI: {reason}")
-    pytest.skip(f"official client not installable here: {reason}")
-
-
-@pytest.fixture(scope="module")
-def official_python() -> Path:
-    venv = _cache_dir() / "bai-client-venv"
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    # One maker at a time (xdist workers, parallel CI jobs on one cache); the others wait.
-    with open(venv.parent / "bai-client-venv.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (venv / ".ready").exists():
-            _make_venv(venv)
-    return venv / "bin" / "python"
-
-
-def _make_venv(venv: Path) -> None:
-    shutil.rmtree(venv, ignore_errors=True)
-    try:
-        subprocess.run([sys.executable, "-m", "venv", venv], check=True, capture_output=True)
-        subprocess.run(
-            [venv / "bin" / "python", "-m", "pip", "install", "-q", *OFFICIAL],
-            check=True,
-            capture_output=True,
-            timeout=600,
-        )
-    except (OSError, subprocess.SubprocessError) as e:
-        shutil.rmtree(venv, ignore_errors=True)
-        stderr = getattr(e, "stderr", b"") or b""
-        _unavailable(f"{e}; {stderr.decode(errors='replace')[-2000:]}")
-    (venv / ".ready").touch()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -42,6 +42,20 @@ def result_json(run_id: str, r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def batch_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Batch commands as the runner takes them: unset build/clean are skipped, unset exec is the default."""
+    out = dict(options)
+    for key in ("build", "clean"):
+        out[key] = options.get(key) or ""
+    out["exec"] = options.get("exec") or "*"
+    for key in ("build", "clean", "exec"):
+        if not isinstance(out[key], str):
+            raise InvalidAPIParameters(
+                f"options.{key}: invalid value {out[key]!r}; expected a shell command"
+            )
+    return out
+
+
 def parse_execute(body: Any) -> tuple[str, str, str, dict[str, Any]]:
     """(mode, run id, code, options) of an execute request, checked."""
     if not isinstance(body, dict):
@@ -70,6 +84,8 @@ def parse_execute(body: Any) -> tuple[str, str, str, dict[str, Any]]:
         raise InvalidAPIParameters(
             f"runId: invalid value {run_id!r}; expected a string of 1-64 characters"
         )
+    if mode == "batch":
+        options = batch_options(options)
     return mode, run_id, code, options
 
 

@@ -32,8 +32,8 @@ def check_relative_path(path: str) -> str:
     """A path under /home/work, normalised; ``..`` escapes and absolute paths elsewhere are refused."""
     if not path or "\x00" in path:
         raise InvalidAPIParameters(f"invalid path {path!r}; expected a file path under /home/work")
-    if path.startswith("/home/work/"):
-        path = path[len("/home/work/") :]
+    if path == "/home/work" or path.startswith("/home/work/"):
+        path = path[len("/home/work/") :] or "."
     if path.startswith("/"):
         raise InvalidAPIParameters(f"path {path!r} is outside /home/work")
     norm = posixpath.normpath(path)

@@ -22,7 +22,7 @@ from quart_trio import QuartTrio
 from ..errors import APIError, InvalidAPIParameters, RPCError
 from .api import Caller
 from .context import ManagerContext
-from .exec_api import execute_step
+from .exec_api import batch_options, execute_step
 from .kernel_access import KernelTarget, main_kernel
 from .session_api import owner_scope
 from .session_ops import resolve_session
@@ -52,7 +52,7 @@ def _first_message(raw: str | bytes) -> tuple[str, str, dict[str, Any]]:
     options = msg.get("options") or {}
     if not isinstance(code, str) or not isinstance(options, dict):
         raise InvalidAPIParameters("code must be a string and options an object")
-    return mode, code, options
+    return mode, code, batch_options(options) if mode == "batch" else options
 
 
 async def _target(ctx: ManagerContext, ref: str) -> KernelTarget:
