@@ -1,7 +1,7 @@
 """The ``backendai`` command: parse, call, print.  Nothing else lives here.
 
 backendai run --role=all|manager|agent|storage|appproxy [--config PATH]
-backendai image build python [--force]
+backendai image build python [--force] [--push REGISTRY [--username U --password-stdin]]
 backendai session create|info|list|logs|destroy|events ...
 backendai config check PATH
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Any
 
@@ -98,13 +99,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_image_build(args: argparse.Namespace) -> int:
+    from .agent.docker_images import push_image, push_target
     from .agent.imagebuild import build_python_image
+    from .client.cli_admin_images import PASSWORD_ENV
 
     _setup_logging(args.log_level or "INFO")
     if args.kind != "python":
         raise ConfigError(f"image kind {args.kind!r}: unknown; known kinds: python")
+    target = push_target(args.push, args.tag) if args.push else None  # checked before building
     image_id = build_python_image(tag=args.tag, force=args.force, mirror=args.mirror)
     print(f"{args.tag} {image_id}")
+    if target is not None:
+        password = sys.stdin.readline().rstrip("\r\n") if args.password_stdin else ""
+        password = password or os.environ.get(PASSWORD_ENV, "")
+        digest = push_image(args.tag, target, username=args.username, password=password)
+        print(f"{target}@{digest}")
     return EXIT_OK
 
 
@@ -115,6 +124,7 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .client.cli_admin import add_admin_commands
     from .client.cli_exec import add_exec_commands, add_run_arguments
     from .client.cli_session import add_session_commands
 
@@ -144,6 +154,17 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--tag", default="backendai/python:3.11")
     build.add_argument("--force", action="store_true", help="rebuild even if the image exists")
     build.add_argument("--mirror", help="Debian mirror URL (default: the one apt uses here)")
+    build.add_argument(
+        "--push",
+        metavar="REGISTRY",
+        help="then push it to REGISTRY (HOST[:PORT][/NAMESPACE], e.g. 127.0.0.1:5000)",
+    )
+    build.add_argument("--username", default="", help="registry account for --push")
+    build.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the --push password from standard input (else BACKENDAI_REGISTRY_PASSWORD)",
+    )
     build.set_defaults(func=_cmd_image_build)
 
     config = sub.add_parser("config", help="configuration").add_subparsers(
@@ -154,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_cmd_config_check)
 
     add_exec_commands(add_session_commands(sub))
+    add_admin_commands(sub)
     return parser
 
 

@@ -103,6 +103,9 @@ class ManagerConfig:
     terminate_timeout: float = 60.0
     # Period of the safety-net loops (scheduling, reconciliation) when no event hints.
     reconcile_interval: float = 3.0
+    # Sessions a scheduling pass starts per transaction; a long pass commits in chunks so
+    # API writes interleave.
+    schedule_chunk: int = 500
     # Largest upload (POST /session/{id}/upload) the manager relays, in bytes.
     max_upload_bytes: int = 1073741824
     # Upper bound for maxWaitSeconds in POST /session.
@@ -136,9 +139,21 @@ class AgentConfig:
     reserved_mem: str = "512m"
     # Seconds a container gets to stop before it is killed.
     stop_timeout: float = 5.0
+    # A run (execute) nobody collects for this many seconds is interrupted and forgotten.
+    run_idle_timeout: float = 600.0
+    # Largest file upload (POST /v1/kernels/{id}/files) the agent accepts, in bytes.
+    max_upload_bytes: int = 1073741824
+    # Where the hardware topology (NUMA nodes, CPUs, PCI devices) is read: sysfs.
+    sysfs_root: str = "/sys"
+    # How kernels get CPUs and memory: prefer-single-node | interleaved.
+    allocation_policy: Literal["prefer-single-node", "interleaved"] = "prefer-single-node"
+    # The slot NVIDIA GPUs are offered as: cuda.device (whole GPUs) | cuda.shares (fractions).
+    cuda_slot: Literal["cuda.device", "cuda.shares"] = "cuda.device"
     # Simulated latency of the dummy backend.
     dummy_create_delay: float = 0.2
     dummy_destroy_delay: float = 0.1
+    # Simulated download time of one image layer when the dummy backend pulls.
+    dummy_pull_delay: float = 0.2
 
 
 @dataclasses.dataclass(frozen=True)

@@ -140,10 +140,13 @@ class KernelNotFound(KernelError):
 class RPCError(BackendAIError):
     """A manager-to-agent RPC call failed."""
 
-    def __init__(self, message: str, *, status: int | None = None, detail: str = "") -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, detail: str = "", slug: str = ""
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.detail = detail or message
+        self.slug = slug  # the agent's problem type (e.g. image-pull-auth-failed), if any
 
 
 class ImageBuildError(BackendAIError):

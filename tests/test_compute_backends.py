@@ -230,6 +230,11 @@ async def test_images_offer_the_python_image(backend: ComputeBackend) -> None:
     assert images[IMAGE].architecture
 
 
+async def test_has_image_answers_for_present_and_absent_images(backend: ComputeBackend) -> None:
+    assert await backend.has_image(IMAGE)
+    assert not await backend.has_image("127.0.0.1:5000/backendai/no-such-image:0")
+
+
 @RUNNING
 async def test_a_new_backend_readopts_the_agents_kernels(
     backend: ComputeBackend, kind: str, agent_id: str, scratch: Path

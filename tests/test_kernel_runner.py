@@ -84,7 +84,8 @@ async def test_unknown_op_is_an_error_naming_it(runner: RunningRunner) -> None:
     assert reply["op"] == "error"
     assert reply["error"] == "unknown-op"
     assert "'launch-missiles'" in reply["message"]
-    assert "ping, status" in reply["message"]
+    assert "execute, interrupt" in reply["message"]
+    assert "ping, pty" in reply["message"]
 
 
 async def test_a_frame_that_is_not_json_is_refused(runner: RunningRunner) -> None:

@@ -136,40 +136,45 @@ def test_first_fit_placement(
         pytest.param(
             [kernel("k1", image=R)],
             [agent("a"), agent("b")],
-            f"no alive agent has image {R} (x86_64)",
+            f"no alive agent has image {R} (x86_64), and the image catalog has no x86_64 "
+            "build of it to pull",
             id="no-image",
         ),
         pytest.param(
             [kernel("k1", arch="aarch64")],
             [agent("a")],
-            f"no alive agent has image {PY} (aarch64)",
+            "no alive agent runs aarch64 (architectures here: x86_64)",
             id="no-architecture",
         ),
         pytest.param(
             # The image exists, but only for another architecture.
             [kernel("k1", arch="aarch64")],
             [agent("a", arch="x86_64", images=[PY]), agent("b", arch="aarch64", images=[R])],
-            f"no alive agent has image {PY} (aarch64)",
+            f"no alive agent has image {PY} (aarch64), and the image catalog has no aarch64 "
+            "build of it to pull",
             id="image-on-other-architecture",
         ),
         pytest.param(
             [kernel("k1", cpu=8, mem="16g")],
             [agent("a", cpu=4, mem="8g", used_cpu=1), agent("b", cpu=2, mem="4g")],
-            "no agent can fit cpu=8 mem=16g now; largest free: cpu=3 mem=8g",
+            "no agent can fit cpu=8 mem=16g now; largest free: cpu=3 mem=8g (agent a); "
+            "short of cpu on 2 of 2, mem on 2 of 2 agents",
             id="too-big",
         ),
         pytest.param(
             # The largest is judged among agents that have the image only.
             [kernel("k1", cpu=8)],
             [agent("a", cpu=64, images=[R]), agent("b", cpu=2, mem="2g")],
-            "no agent can fit cpu=8 mem=1g now; largest free: cpu=2 mem=2g",
+            "no agent can fit cpu=8 mem=1g now; largest free: cpu=2 mem=2g (agent b); "
+            "short of cpu on 1 of 1 agents",
             id="largest-among-agents-with-the-image",
         ),
         pytest.param(
             # Occupancy from the session's own earlier kernels counts in the message.
             [kernel("k1", cpu=3), kernel("k2", cpu=3)],
             [agent("a", cpu=4)],
-            "no agent can fit cpu=3 mem=1g now; largest free: cpu=1 mem=7g",
+            "kernel 2 of 2: no agent can fit cpu=3 mem=1g now; largest free: cpu=1 mem=7g "
+            "(agent a); short of cpu on 1 of 1 agents",
             id="earlier-kernels-in-the-reason",
         ),
     ],

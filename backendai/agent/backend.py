@@ -21,11 +21,14 @@ Contract, for every implementation:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
+from ..hw.allocation import Allocation
+from ..hw.plugin import ContainerResources
+from ..registry import RegistrySpec
 from ..sched.slots import ResourceSlots
 
 __all__ = [
@@ -55,6 +58,14 @@ class KernelSpec:
     cluster_idx: int = 0
     environ: Mapping[str, str] = field(default_factory=dict)
     startup_command: str | None = None
+    # Where to pull the image from when this node lacks it (None: it must be present),
+    # and how long that pull may take.
+    registry: RegistrySpec | None = None
+    pull_timeout: float = 1800.0
+    # The units this kernel holds (CPUs, memory nodes, GPUs) and what its container gets for
+    # them (cpusets, device requests, environment); None where the backend does not pin.
+    allocation: Allocation | None = None
+    resources: ContainerResources | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,7 @@ class KernelInfo:
     backend_id: str  # container id, pid, ...
     created_at: float
     exit_code: int | None = None
+    allocation: Allocation | None = None  # as recorded with the kernel (pinning backends)
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,9 @@ class ImageInfo:
 
 class ComputeBackend(Protocol):
     name: str
+    # Whether create() applies ``spec.allocation`` (pins CPUs, memory nodes, devices) and
+    # list() reports it; only then does the agent allocate the host's devices to kernels.
+    pins_resources: bool
 
     async def capacity(self) -> ResourceSlots:
         """What this node offers to kernels (cpu, mem, ...)."""
@@ -87,6 +102,18 @@ class ComputeBackend(Protocol):
 
     async def images(self) -> list[ImageInfo]:
         """Kernel images present on this node."""
+        ...
+
+    async def has_image(self, name: str) -> bool:
+        """Whether image *name* is present on this node now."""
+        ...
+
+    async def pull(
+        self, name: str, registry: RegistrySpec, feed: Callable[[Mapping[str, Any]], None]
+    ) -> None:
+        """Pull image *name* from *registry*, calling *feed* with each Docker-style progress
+        message (``{"id": layer, "status": ..., "progressDetail": {...}}``) in the Trio
+        thread; *feed* raises on an error message.  Raises ImagePullError."""
         ...
 
     async def create(self, spec: KernelSpec) -> KernelInfo:

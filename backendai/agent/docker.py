@@ -11,7 +11,9 @@ agent re-adopts its kernels by listing containers with its agent id.  The
 container runs the kernel runner, bind-mounted read-only from this package,
 with the kernel's IPC directory bind-mounted read-write; no Docker socket, never
 privileged, a few capabilities dropped, ``no-new-privileges``, and CPU, memory
-and pid limits from the kernel's slots.
+and pid limits from the kernel's slots.  ``docker-init`` is PID 1 (it reaps what
+user code orphans), the runner runs on the image's Python or, in an image without
+one, on a runtime the agent lends (:mod:`.runtime`), in ``/home/work``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,8 +40,12 @@ import trio
 from ..config import AgentConfig
 from ..errors import BackendUnavailable, ImageNotFound, KernelError, KernelNotFound
 from ..hw.capacity import detect_capacity
+from ..registry import RegistrySpec
 from ..sched.slots import ResourceSlots
 from .backend import IPC_MOUNT, RUNNER_MOUNT, ImageInfo, KernelInfo, KernelSpec, KernelState
+from .docker_images import docker_pull
+from .docker_pinning import allocation_from_labels, allocation_labels, host_config_options
+from .runtime import RunnerRuntime, needs_runtime, runner_launch
 
 __all__ = ["DockerBackend"]
 
@@ -52,6 +58,7 @@ CONTAINER_PREFIX = "backendai-kernel-"
 OWNER = "backendai"
 PIDS_LIMIT = 4096
 IMAGE_CACHE_SECONDS = 10.0
+MAX_CONCURRENT_PULLS = 4
 DROPPED_CAPS = ["AUDIT_WRITE", "MKNOD", "NET_RAW", "SETFCAP", "SYS_CHROOT"]
 _STATES: dict[str, KernelState] = {
     "created": "creating",
@@ -73,6 +80,7 @@ class DockerBackend:
     """The real compute backend: one container per kernel."""
 
     name = "docker"
+    pins_resources = True  # applies spec.allocation: cpusets, device requests, environment
 
     def __init__(self, config: AgentConfig, *, agent_id: str, scratch_dir: Path) -> None:
         self.config = config
@@ -80,9 +88,12 @@ class DockerBackend:
         self.scratch_dir = scratch_dir
         self._where = config.docker_url or os.environ.get("DOCKER_HOST") or "the local socket"
         self._limiter = trio.CapacityLimiter(config.docker_threads)
+        self._pull_limiter = trio.CapacityLimiter(MAX_CONCURRENT_PULLS)  # long: own threads
         self._client: docker.DockerClient | None = None
         self._client_lock = threading.Lock()
         self._image_cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        # A Python for the runner in images without one (extracted on first use).
+        self._runtime = RunnerRuntime(scratch_dir.parent / "runner-runtime")
 
     @classmethod
     async def open(cls, config: AgentConfig, *, agent_id: str, scratch_dir: Path) -> DockerBackend:
@@ -104,6 +115,15 @@ class DockerBackend:
 
     async def images(self) -> list[ImageInfo]:
         return await self._run("list images", self._images_sync)
+
+    async def has_image(self, name: str) -> bool:
+        return await self._run(f"inspect image {name!r}", self._has_image_sync, name)
+
+    async def pull(
+        self, name: str, registry: RegistrySpec, feed: Callable[[Mapping[str, Any]], None]
+    ) -> None:
+        await docker_pull(self._api, name, registry, feed, self._pull_limiter)
+        self._image_cache.pop(name, None)
 
     async def create(self, spec: KernelSpec) -> KernelInfo:
         return await self._run(f"create kernel {spec.kernel_id!r}", self._create_sync, spec)
@@ -164,22 +184,30 @@ class DockerBackend:
             )
         return attrs
 
+    def _has_image_sync(self, name: str) -> bool:
+        try:
+            self._api().inspect_image(name)  # type: ignore[no-untyped-call]
+        except docker.errors.NotFound:
+            return False
+        return True
+
     def _images_sync(self) -> builtins.list[ImageInfo]:
         api = self._api()
-        out = []
+        out: builtins.list[ImageInfo] = []
         for summary in api.images(filters={"label": "ai.backend.kernelspec"}):
             tags = [t for t in summary.get("RepoTags") or [] if t != "<none>:<none>"]
             if not tags:
                 continue
             attrs = api.inspect_image(summary["Id"])  # type: ignore[no-untyped-call]
-            out.append(
+            out.extend(  # every tag: a pulled image is also known by its registry name
                 ImageInfo(
-                    name=tags[0],
+                    name=tag,
                     architecture=attrs.get("Architecture", ""),
                     digest=summary["Id"],
                     size_bytes=int(summary.get("Size", 0)),
                     labels=dict(summary.get("Labels") or {}),
                 )
+                for tag in tags
             )
         return sorted(out, key=lambda i: i.name)
 
@@ -226,10 +254,10 @@ class DockerBackend:
         uid_label = image_labels.get("ai.backend.user-uid")
         spec.ipc_dir.mkdir(parents=True, exist_ok=True)
         user: str | None = None
-        working_dir: str | None = None
+        working_dir = "/home/work"  # Docker creates it if the image lacks it
         if uid_label:
             uid = int(uid_label)
-            user, working_dir = str(uid), "/home/work"
+            user = str(uid)
             if os.geteuid() == 0:
                 os.chown(spec.ipc_dir, uid, uid)
             elif os.geteuid() != uid:
@@ -239,17 +267,22 @@ class DockerBackend:
                 spec.ipc_dir.chmod(0o777)
         environ = {
             **spec.environ,
+            **(spec.resources.environ if spec.resources else {}),
             "BACKENDAI_IPC_DIR": IPC_MOUNT,
             "BACKENDAI_KERNEL_ID": spec.kernel_id,
             "BACKENDAI_SESSION_ID": spec.session_id,
         }
         if spec.startup_command:
             environ["BACKENDAI_STARTUP_COMMAND"] = spec.startup_command
+        runtime = self._runtime.ensure(api) if needs_runtime(image_labels) else None
+        launch = runner_launch(image_labels, runtime)
+        environ.update(launch.environ)
         cpu, mem = spec.slots["cpu"], int(spec.slots["mem"])
         host_config = api.create_host_config(
             binds={
                 str(RUNNER_DIR): {"bind": RUNNER_MOUNT, "mode": "ro"},
                 str(spec.ipc_dir.resolve()): {"bind": IPC_MOUNT, "mode": "rw"},
+                **launch.binds,
             },
             network_mode=self.config.network_mode,
             nano_cpus=int(cpu * 1_000_000_000) or None,
@@ -259,6 +292,9 @@ class DockerBackend:
             cap_drop=DROPPED_CAPS,
             security_opt=["no-new-privileges"],
             privileged=False,
+            # docker-init as PID 1 reaps the orphans of user code and forwards signals.
+            init=True,
+            **host_config_options(spec.resources),
         )
         labels = {
             "ai.backend.owner": OWNER,
@@ -269,10 +305,11 @@ class DockerBackend:
             "ai.backend.cluster-idx": str(spec.cluster_idx),
             "ai.backend.slots": json.dumps(spec.slots.to_json()),
             "ai.backend.created-at": repr(time.time()),
+            **allocation_labels(spec.allocation),
         }
         created = api.create_container(
             image=spec.image,
-            command=["python3", f"{RUNNER_MOUNT}/runner.py"],
+            command=launch.command,
             name=container_name(spec.kernel_id),
             labels=labels,
             environment=environ,
@@ -344,4 +381,5 @@ class DockerBackend:
             backend_id=cid,
             created_at=float(labels.get("ai.backend.created-at", "0")),
             exit_code=exit_code,
+            allocation=allocation_from_labels(labels),
         )

@@ -7,26 +7,36 @@ runs: no kernel runner answers, and the "logs" are one simulated line.
 
 It keeps the ComputeBackend contract except re-adoption: kernels live in this
 instance only, so a new backend (or a restarted agent process) starts empty.
+A pull is half real: the registry is asked for the image's manifest (so refused
+credentials, a missing tag or a wrong architecture fail as on a real agent), and
+then each layer "downloads" in ``agent.dummy_pull_delay`` seconds with progress.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import trio
 
 from ..config import AgentConfig
 from ..errors import ConfigError, ImageNotFound, InvalidAPIParameters, KernelNotFound
+from ..hw.arch import host_architecture
+from ..registry import RegistrySpec
 from ..sched.slots import ResourceSlots, parse_bytes
 from .backend import ImageInfo, KernelInfo, KernelSpec
+from .pulling import check_platform
 
 __all__ = ["DummyBackend"]
 
 DEFAULT_CPU = Decimal(8)
 DEFAULT_MEM = "32g"
+# Progress messages per layer of a simulated pull.
+PULL_STEPS = 4
 IMAGE = ImageInfo(
     name="backendai/python:3.11",
     architecture="amd64",
@@ -47,6 +57,7 @@ class DummyBackend:
     """Simulated kernels (see the module docstring)."""
 
     name = "dummy"
+    pins_resources = False
 
     def __init__(self, config: AgentConfig, *, agent_id: str, scratch_dir: Path) -> None:
         self.config = config
@@ -55,6 +66,7 @@ class DummyBackend:
         self._kernels: dict[str, KernelInfo] = {}
         self._logs: dict[str, str] = {}
         self._next_pid = 1000
+        self._images = {IMAGE.name: IMAGE}
         try:
             mem = parse_bytes(config.mem or DEFAULT_MEM, where="agent.mem")
         except InvalidAPIParameters as e:
@@ -73,16 +85,38 @@ class DummyBackend:
         return self._capacity
 
     async def images(self) -> list[ImageInfo]:
-        return [IMAGE]
+        return sorted(self._images.values(), key=lambda i: i.name)
+
+    async def has_image(self, name: str) -> bool:
+        return name in self._images
+
+    async def pull(
+        self, name: str, registry: RegistrySpec, feed: Callable[[Mapping[str, Any]], None]
+    ) -> None:
+        """Ask the real registry for the manifest, then simulate downloading its layers."""
+        record = await check_platform(registry, name, host_architecture())
+        feed({"status": f"Pulling from {record.repository}", "id": record.tag})
+        layers = [(digest.partition(":")[2][:12], size) for digest, size in record.layers]
+        for layer, _ in layers:
+            feed({"status": "Pulling fs layer", "id": layer})
+        for layer, size in layers:
+            for step in range(1, PULL_STEPS + 1):
+                await trio.sleep(self.config.dummy_pull_delay / PULL_STEPS)
+                detail = {"current": size * step // PULL_STEPS, "total": size}
+                feed({"status": "Downloading", "id": layer, "progressDetail": detail})
+            feed({"status": "Pull complete", "id": layer})
+        self._images[name] = ImageInfo(
+            name, record.architecture, record.digest, record.size_bytes, dict(record.labels)
+        )
 
     async def create(self, spec: KernelSpec) -> KernelInfo:
         existing = self._kernels.get(spec.kernel_id)
         if existing is not None:
             return existing
-        if spec.image != IMAGE.name:
+        if spec.image not in self._images:
             raise ImageNotFound(
                 f"image {spec.image!r} is not present on dummy agent {self.agent_id!r}; "
-                f"it offers only {IMAGE.name!r}"
+                f"it has {', '.join(sorted(self._images))}"
             )
         self._next_pid += 1
         info = KernelInfo(

@@ -38,6 +38,7 @@ async def build_heartbeat(
         "backend": registry.backend.name,
         "version": __version__,
         "capacity": capacity,
+        "hardware": registry.hardware(),
         "images": [
             {
                 "name": i.name,
@@ -62,13 +63,16 @@ async def serve_heartbeat(
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
-    capacity = (await registry.backend.capacity()).to_json()
+    capacity = (await registry.capacity()).to_json()
     images: list[ImageInfo] = []
     images_at = -IMAGE_REFRESH_INTERVAL
+    images_version = registry.images_version
     first = True
     while True:
         try:
-            if trio.current_time() - images_at >= IMAGE_REFRESH_INTERVAL:
+            stale = trio.current_time() - images_at >= IMAGE_REFRESH_INTERVAL
+            if stale or images_version != registry.images_version:  # a pull brought one
+                images_version = registry.images_version
                 images = await registry.backend.images()
                 images_at = trio.current_time()
             hb = await build_heartbeat(registry, config, rpc_addr, capacity, images)

@@ -25,7 +25,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,8 +34,9 @@ import psutil
 import trio
 
 from ..config import AgentConfig
-from ..errors import ImageNotFound, KernelError, KernelNotFound
+from ..errors import ImageNotFound, ImagePullError, KernelError, KernelNotFound
 from ..hw.capacity import detect_capacity
+from ..registry import RegistrySpec
 from ..sched.slots import ResourceSlots
 from .backend import ImageInfo, KernelInfo, KernelSpec, KernelState
 
@@ -58,6 +59,7 @@ class LocalBackend:
     """Kernels as unisolated local processes (see the module docstring)."""
 
     name = "local"
+    pins_resources = False
 
     def __init__(self, config: AgentConfig, *, agent_id: str, scratch_dir: Path) -> None:
         self.config = config
@@ -99,6 +101,18 @@ class LocalBackend:
         }
         arch = _ARCH.get(platform.machine(), platform.machine())
         return [ImageInfo(IMAGE, arch, f"local:{sys.executable}", 0, labels)]
+
+    async def has_image(self, name: str) -> bool:
+        return name == IMAGE
+
+    async def pull(
+        self, name: str, registry: RegistrySpec, feed: Callable[[Mapping[str, Any]], None]
+    ) -> None:
+        raise ImagePullError(
+            f"cannot pull {name} from registry {registry.name!r}: the local backend runs "
+            f"kernels as local processes and offers only {IMAGE!r}; use the docker backend",
+            reason="unsupported",
+        )
 
     async def create(self, spec: KernelSpec) -> KernelInfo:
         async with self._create_lock:
@@ -209,6 +223,7 @@ class LocalBackend:
         env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
         env.update(spec.environ)
         env["BACKENDAI_IPC_DIR"] = str(spec.ipc_dir)
+        env["BACKENDAI_WORK_DIR"] = str(kernel_dir / "work")
         env["BACKENDAI_KERNEL_ID"] = spec.kernel_id
         env["BACKENDAI_SESSION_ID"] = spec.session_id
         if spec.startup_command:

@@ -8,18 +8,30 @@ import logging
 from dataclasses import asdict
 from typing import Any
 
-from quart import Response, request
+from quart import Response, request, websocket
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from ..config import Secret
-from ..errors import APIError, AuthenticationFailed, ImageNotFound, KernelError, KernelNotFound
+from ..errors import (
+    APIError,
+    AuthenticationFailed,
+    ImageNotFound,
+    ImagePullError,
+    KernelError,
+    KernelNotFound,
+)
 from .backend import KernelInfo
+from .exec_routes import add_execution_routes
+from .execution import ExecutionService
+from .file_routes import UploadMiddleware, add_file_routes
 from .registry import KernelRegistry, parse_spec
 
 __all__ = ["create_rpc_app", "kernel_json"]
 
 log = logging.getLogger(__name__)
+# Pull failures that another attempt may fix.
+PULL_RETRY_REASONS = frozenset({"unreachable", "failed"})
 
 
 def _error(status: int, slug: str, msg: str) -> Response:
@@ -34,16 +46,31 @@ def _json(obj: Any, status: int = 200) -> Response:
 def kernel_json(info: KernelInfo) -> dict[str, Any]:
     d = asdict(info)
     d["slots"] = info.slots.to_json()
+    d["allocation"] = info.allocation.to_json() if info.allocation is not None else None
     return d
 
 
-def create_rpc_app(registry: KernelRegistry, secret: Secret) -> QuartTrio:
+def create_rpc_app(
+    registry: KernelRegistry,
+    secret: Secret,
+    execution: ExecutionService | None = None,
+    *,
+    max_upload_bytes: int = 1 << 30,
+) -> QuartTrio:
+    """The agent's API; with *execution*, also code execution, terminals and files
+    (uploads up to *max_upload_bytes*: ``agent.max_upload_bytes``)."""
     app = QuartTrio("backendai.agent")
     expected = f"Bearer {secret.reveal()}".encode()
 
     @app.before_request
     async def check_secret() -> None:
         given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            raise AuthenticationFailed("missing or wrong cluster secret")
+
+    @app.before_websocket
+    async def check_websocket_secret() -> None:
+        given = websocket.headers.get("Authorization", "").encode()
         if not hmac.compare_digest(given, expected):
             raise AuthenticationFailed("missing or wrong cluster secret")
 
@@ -58,6 +85,13 @@ def create_rpc_app(registry: KernelRegistry, secret: Secret) -> QuartTrio:
     @app.errorhandler(ImageNotFound)
     async def no_image(e: ImageNotFound) -> Response:
         return _error(404, "image-not-found", str(e))
+
+    @app.errorhandler(ImagePullError)
+    async def pull_failed(e: ImagePullError) -> Response:
+        log.warning("image pull failed (%s): %s", e.reason, e)
+        # 503: worth another attempt (the registry may come back); 422: it will not change.
+        status = 503 if e.reason in PULL_RETRY_REASONS else 422
+        return _error(status, f"image-pull-{e.reason}", str(e))
 
     @app.errorhandler(KernelError)
     async def kernel_error(e: KernelError) -> Response:
@@ -112,4 +146,10 @@ def create_rpc_app(registry: KernelRegistry, secret: Secret) -> QuartTrio:
     async def logs(kernel_id: str) -> Response:
         return _json({"kernel_id": kernel_id, "logs": await registry.backend.logs(kernel_id)})
 
+    if execution is not None:
+        add_execution_routes(app, execution)
+        add_file_routes(app, execution)
+        app.asgi_app = UploadMiddleware(  # type: ignore[method-assign,assignment]
+            app.asgi_app, execution, secret, max_upload_bytes
+        )
     return app

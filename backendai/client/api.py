@@ -13,7 +13,7 @@ import dataclasses
 import json
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from types import TracebackType
@@ -277,8 +277,17 @@ class APIClient:
         startup_command: str | None = None,
         tag: str | None = None,
         cluster_size: int = 1,
+        priority: int | None = None,
+        preemptible: bool | None = None,
+        dependencies: Sequence[str] | None = None,
+        starts_at: str | None = None,
     ) -> dict[str, Any]:
-        """``POST /session``: ``{sessionId, sessionName, status, servicePorts, created}``."""
+        """``POST /session``: ``{sessionId, sessionName, status, servicePorts, created}``.
+
+        Scheduling: *priority* orders the queue; *preemptible* lets a higher-priority
+        session stop this one; *dependencies* (ids or names) must finish successfully
+        first; *starts_at* (ISO 8601 or a delay such as ``2h``) delays a batch session.
+        """
         body: dict[str, Any] = {
             "image": image,
             # The official client always names a session; so do we.
@@ -290,7 +299,15 @@ class APIClient:
             "maxWaitSeconds": max_wait,
             "reuseIfExists": reuse,
         }
-        optional = {"group": group, "startupCommand": startup_command, "tag": tag}
+        optional = {
+            "group": group,
+            "startupCommand": startup_command,
+            "tag": tag,
+            "priority": priority,
+            "preemptible": preemptible,
+            "dependencies": None if dependencies is None else list(dependencies),
+            "startsAt": starts_at,
+        }
         body.update({k: v for k, v in optional.items() if v is not None})
         return _expect_dict(await self._send("POST", "/session", json=body))
 

@@ -57,6 +57,10 @@ async def _create(api: APIClient, args: argparse.Namespace) -> int:
         max_wait=args.max_wait,
         startup_command=args.startup_command,
         tag=args.tag,
+        priority=args.priority,
+        preemptible=args.preemptible or None,
+        dependencies=args.depends_on or None,
+        starts_at=args.starts_at,
     )
     if args.json:
         _dump(result)
@@ -125,6 +129,12 @@ def _describe_event(data: str) -> str:
     parts = [f"{label}={payload[key]}" for key, label in shown if payload.get(key)]
     if payload.get("exitCode") is not None:
         parts.append(f"exit={payload['exitCode']}")
+    progress = payload.get("progress")
+    if isinstance(progress, dict):  # an image pull (session_pulling)
+        parts.append(
+            f"layers={progress.get('layersDone')}/{progress.get('layersTotal')} "
+            f"MB={progress.get('bytesDone', 0) / 1e6:.1f}/{progress.get('bytesTotal', 0) / 1e6:.1f}"
+        )
     return " ".join(parts)
 
 
@@ -222,6 +232,20 @@ def add_session_commands(
     )
     p.add_argument("--startup-command", metavar="CMD", help="command run once the session starts")
     p.add_argument("--tag", help="free-form annotation")
+    p.add_argument("--priority", type=int, help="higher starts first (default 0)")
+    p.add_argument(
+        "--preemptible", action="store_true", help="a higher-priority session may stop this one"
+    )
+    p.add_argument(
+        "--depends-on",
+        action="append",
+        default=[],
+        metavar="SESSION",
+        help="start only after this session finished successfully, repeatable",
+    )
+    p.add_argument(
+        "--starts-at", metavar="WHEN", help="batch: start at an ISO 8601 time or after 30m, 2h"
+    )
     p.add_argument("--json", action="store_true", help="print the manager's answer as JSON")
 
     p = command("info", _info, "show one session")

@@ -38,6 +38,8 @@ _PG_CONNECT_TIMEOUT = 10
 # SQLSTATE classes meaning "the server is not there for us": connection exception,
 # insufficient resources (too many connections), operator intervention (shutdown).
 _UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
+# Execution option of a connection whose unit of work only reads (SQLite: deferred BEGIN).
+_READ_ONLY = "backendai_read_only"
 
 
 def _is_memory_sqlite(url: sa.URL) -> bool:
@@ -92,7 +94,9 @@ def _sqlite_engine(url: sa.URL, threads: int) -> sa.Engine:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A read-only unit takes no write lock: in WAL mode writers go on meanwhile.
+        read_only = conn.get_execution_options().get(_READ_ONLY)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -118,10 +122,13 @@ class Database:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    def _in_tx(self, fn: Callable[[sa.Connection], T]) -> T:
+    def _in_tx(self, fn: Callable[[sa.Connection], T], read_only: bool = False) -> T:
         try:
-            with self.engine.begin() as conn:
-                return fn(conn)
+            with self.engine.connect() as conn:
+                if read_only:
+                    conn = conn.execution_options(**{_READ_ONLY: True})
+                with conn.begin():
+                    return fn(conn)
         except sqlalchemy.exc.IntegrityError as e:
             raise DatabaseError(f"integrity error in {self._where()}: {e.orig}") from e
         except sqlalchemy.exc.DBAPIError as e:
@@ -138,9 +145,12 @@ class Database:
         """Run *fn(conn)* in one transaction on a worker thread and return its result."""
         return await trio.to_thread.run_sync(self._in_tx, fn, limiter=self.limiter)
 
-    def run_sync(self, fn: Callable[[sa.Connection], T]) -> T:
-        """The same, for code already on a thread (migrations, CLI admin commands)."""
-        return self._in_tx(fn)
+    def run_sync(self, fn: Callable[[sa.Connection], T], *, read_only: bool = False) -> T:
+        """The same, for code already on a thread (migrations, CLI admin commands).
+
+        *read_only*: *fn* only reads; on SQLite it then takes no write lock.
+        """
+        return self._in_tx(fn, read_only)
 
     def dispose(self) -> None:
         self.engine.dispose()

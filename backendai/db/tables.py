@@ -16,11 +16,14 @@ import sqlalchemy as sa
 __all__ = [
     "agents",
     "allocations",
+    "image_aliases",
     "images",
     "kernels",
     "keypairs",
     "metadata",
+    "registries",
     "resource_groups",
+    "session_dependencies",
     "session_history",
     "sessions",
 ]
@@ -86,6 +89,35 @@ images = sa.Table(
     sa.Column("size_bytes", sa.BigInteger, nullable=False, default=0),
     sa.Column("labels", sa.JSON, nullable=False, default=dict),
     sa.Column("last_seen", sa.Float, nullable=False),
+    # The registry it comes from (registries.name); "" for images only agents reported.
+    sa.Column("registry", sa.String(64), nullable=False, default="", server_default=""),
+    sa.Column("tag", sa.String(128), nullable=False, default="", server_default=""),
+)
+sa.Index("ix_images_registry", images.c.registry)
+
+# Container registries an admin registered (Docker Registry v2 or a Harbor v2 project).
+# The password is stored as given (the agents need it to pull); it never leaves the
+# manager except in a create spec to an agent, and never reaches a log.
+registries = sa.Table(
+    "registries",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("url", sa.String(512), nullable=False),
+    sa.Column("type", sa.String(16), nullable=False),  # docker | harbor
+    sa.Column("project", sa.String(256), nullable=False, default=""),
+    sa.Column("username", sa.String(256), nullable=False, default=""),
+    sa.Column("password", sa.String(1024), nullable=False, default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("last_scanned", sa.Float, nullable=True),
+)
+
+# Other names users may give for an image (its canonical name is images.name).
+image_aliases = sa.Table(
+    "image_aliases",
+    metadata,
+    sa.Column("alias", sa.String(256), primary_key=True),
+    sa.Column("target", sa.String(256), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
 )
 
 sessions = sa.Table(
@@ -113,6 +145,10 @@ sessions = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("terminated_at", sa.Float, nullable=True),
     sa.Column("exit_code", sa.Integer, nullable=True),
+    # A higher-priority session may stop this one to make room (group option preemption).
+    sa.Column("preemptible", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
+    # A batch session does not start before this time (POST /session startsAt).
+    sa.Column("starts_at", sa.Float, nullable=True),
 )
 # A live session name is unique per owner; terminal sessions free their name.
 sa.Index(
@@ -124,6 +160,16 @@ sa.Index(
     postgresql_where=sessions.c.terminated_at.is_(None),
 )
 sa.Index("ix_sessions_status", sessions.c.status)
+# Finds the few sessions ended for a given reason (preempted sessions to requeue).
+sa.Index("ix_sessions_status_info", sessions.c.status_info)
+
+# A session starts only after each session it depends on finished successfully.
+session_dependencies = sa.Table(
+    "session_dependencies",
+    metadata,
+    sa.Column("session_id", sa.String(36), sa.ForeignKey("sessions.id"), primary_key=True),
+    sa.Column("depends_on", sa.String(36), sa.ForeignKey("sessions.id"), primary_key=True),
+)
 
 kernels = sa.Table(
     "kernels",
@@ -162,6 +208,9 @@ allocations = sa.Table(
     sa.Column("released_at", sa.Float, nullable=True),
 )
 sa.Index("ix_allocations_agent_live", allocations.c.agent_id, allocations.c.released_at)
+# The newest allocation (round-robin cursor) and recent ones (fair-share usage history).
+sa.Index("ix_allocations_allocated_at", allocations.c.allocated_at)
+sa.Index("ix_allocations_released_at", allocations.c.released_at)
 
 session_history = sa.Table(
     "session_history",

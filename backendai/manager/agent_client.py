@@ -38,20 +38,27 @@ class AgentClient:
         except httpx.HTTPError as e:
             raise RPCError(f"agent at {addr} unreachable for {method} {path}: {e}") from e
         if resp.status_code >= 400:
+            slug = ""
             try:
                 body = resp.json()
                 detail = body.get("msg") or body.get("title") or resp.text
+                slug = str(body.get("type") or "").rpartition("/")[2]
             except ValueError:
                 detail = resp.text
             raise RPCError(
                 f"agent at {addr} refused {method} {path}: {resp.status_code} {detail}",
                 status=resp.status_code,
                 detail=str(detail),
+                slug=slug,
             )
         return resp.json()
 
     async def create_kernel(self, addr: str, spec: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call("POST", addr, "/v1/kernels", json=spec)
+        """Create (pulling the image first when the spec names a registry): no read timeout,
+        the launcher bounds the call (launch_timeout, plus pull_timeout for a pull)."""
+        result: dict[str, Any] = await self._call(
+            "POST", addr, "/v1/kernels", json=spec, timeout=httpx.Timeout(None, connect=10.0)
+        )
         return result
 
     async def destroy_kernel(self, addr: str, kernel_id: str) -> dict[str, Any]:

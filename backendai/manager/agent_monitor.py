@@ -19,10 +19,11 @@ import sqlalchemy as sa
 import trio
 
 from ..bus import Event
-from ..db.tables import agents, images, kernels, resource_groups, sessions
+from ..db.tables import agents, kernels, resource_groups, sessions
 from ..sched import ResourceSlots
-from . import repo
+from . import catalog, repo
 from .context import ManagerContext, publish_changes
+from .pulls import publish_pull_progress
 from .repo import StatusChange
 from .states import LAUNCHING, ORDER, TERMINAL
 from .terminator import finish_kernel
@@ -103,18 +104,7 @@ def apply_heartbeat(
             ).rowcount
             if cleared:
                 repo.record(conn, sid, None, "RUNNING", None, f"agent {agent_id} is back", now)
-    for img in hb["images"]:
-        _upsert(
-            conn,
-            images,
-            {"name": img["name"], "architecture": img["architecture"]},
-            {
-                "digest": img["digest"],
-                "size_bytes": img["size_bytes"],
-                "labels": img["labels"],
-                "last_seen": now,
-            },
-        )
+    catalog.note_agent_images(conn, hb["images"], now)
     return _reconcile_kernels(conn, agent_id, hb, now)
 
 
@@ -259,6 +249,7 @@ async def handle_agent_event(ctx: ManagerContext, event: Event) -> None:
             lambda c: _advance(c, event.data["kernel_id"], event.data["status"], now)
         )
         await publish_changes(ctx, [change])
+        await publish_pull_progress(ctx, event)
     else:
         log.debug("ignoring agent event %s from %s", event.name, event.source)
 

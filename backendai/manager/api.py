@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from quart import Response, g, request, websocket
+from quart import Response, g, has_websocket_context, request, websocket
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
@@ -40,6 +40,8 @@ class Caller:
     access_key: str
     role: str
     owner_access_key: str
+    # Whether the request named an owner (owner_access_key=...), rather than defaulting to the caller.
+    named_owner: bool = False
 
     @property
     def is_superadmin(self) -> bool:
@@ -113,10 +115,20 @@ def _raw_target(scope: Mapping[str, Any]) -> str:
     return f"{target}?{qs.decode('latin-1')}" if qs else target
 
 
+def _where() -> str:
+    """``METHOD /path`` of the request or websocket being handled."""
+    if has_websocket_context():
+        return f"WEBSOCKET {websocket.path}"
+    return f"{request.method} {request.path}"
+
+
 def create_app(ctx: ManagerContext) -> QuartTrio:
+    from .agents_api import add_agent_routes
     from .events_api import add_event_routes
     from .exec_api import add_exec_routes
     from .files_api import add_file_routes
+    from .groups_api import add_group_routes
+    from .images_api import add_image_routes
     from .session_api import add_session_routes
     from .stream_api import add_stream_routes
 
@@ -136,7 +148,7 @@ def create_app(ctx: ManagerContext) -> QuartTrio:
             raise PermissionDenied(
                 f"owner_access_key={owner!r}: only administrators may act for another keypair"
             )
-        g.caller = Caller(access_key, role, owner)
+        g.caller = Caller(access_key, role, owner, named_owner="owner_access_key" in args)
 
     @app.before_request
     async def authenticate() -> None:
@@ -157,7 +169,7 @@ def create_app(ctx: ManagerContext) -> QuartTrio:
     @app.errorhandler(APIError)
     async def api_error(e: APIError) -> Response:
         if isinstance(e, AuthenticationFailed):
-            log.info("refused %s %s: %s", request.method, request.path, e)
+            log.info("refused %s: %s", _where(), e)
         return problem(e.status, e.slug, e.title, str(e))
 
     @app.errorhandler(HTTPException)
@@ -166,11 +178,11 @@ def create_app(ctx: ManagerContext) -> QuartTrio:
         slug = {404: "not-found", 405: "method-not-allowed", 413: "request-too-large"}.get(
             code, "http-error"
         )
-        return problem(code, slug, e.name, f"{request.method} {request.path}: {e.description}")
+        return problem(code, slug, e.name, f"{_where()}: {e.description}")
 
     @app.errorhandler(Exception)
     async def unexpected(e: Exception) -> Response:
-        log.exception("unhandled error in %s %s", request.method, request.path)
+        log.exception("unhandled error in %s", _where())
         return problem(
             500,
             "internal-server-error",
@@ -184,7 +196,10 @@ def create_app(ctx: ManagerContext) -> QuartTrio:
 
     add_session_routes(app, ctx)
     add_event_routes(app, ctx)
+    add_agent_routes(app, ctx)
     add_exec_routes(app, ctx)
     add_stream_routes(app, ctx)
     add_file_routes(app, ctx)
+    add_image_routes(app, ctx)
+    add_group_routes(app, ctx)
     return app

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from typing import Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from quart import Response, g
@@ -38,8 +39,14 @@ def result_json(run_id: str, r: dict[str, Any]) -> dict[str, Any]:
         "exitCode": r.get("exit_code"),
         "console": r.get("console", []),
         "options": r.get("options") or {},
-        "files": r.get("files", []),
+        # The official client prints each file's name and url.
+        "files": [{**f, "url": f.get("url") or _file_url(f)} for f in r.get("files", [])],
     }
+
+
+def _file_url(f: dict[str, Any]) -> str:
+    path = str(f.get("path") or f".output/{f.get('name', '')}")
+    return f"download_single?file={quote(path)}"
 
 
 def batch_options(options: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import posixpath
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import unquote
 
 from quart import Response, g, request
 from quart_trio import QuartTrio
@@ -83,7 +84,8 @@ def add_file_routes(app: QuartTrio, ctx: ManagerContext) -> None:
             )
         stored = []
         for storage in files.values():
-            name = check_relative_path(storage.filename or "")
+            # aiohttp (the official client) percent-encodes the part's filename.
+            name = check_relative_path(unquote(storage.filename or ""))
 
             async def chunks(f: Any = storage) -> AsyncIterator[bytes]:
                 while data := f.stream.read(_CHUNK):

@@ -21,8 +21,9 @@ import trio
 
 from ..db.tables import agents, kernels, sessions
 from ..errors import RPCError
-from . import repo
+from . import catalog, repo
 from .context import ManagerContext, publish_changes
+from .pulls import launch_failure_reason
 from .repo import StatusChange
 from .states import LAUNCHING
 
@@ -142,20 +143,23 @@ async def _launch(ctx: ManagerContext, k: dict[str, Any], limiter: trio.Capacity
     cfg = ctx.config.manager
     kid = k["id"]
     outcome: Callable[[sa.Connection], list[StatusChange | None]]
+    spec = _agent_spec(k)
+    limit = cfg.launch_timeout
     async with limiter, trio.open_nursery() as nursery:
         nursery.start_soon(_renew_lease, ctx, kid)
         try:
-            with trio.fail_after(cfg.launch_timeout):
-                info = await ctx.agents.create_kernel(k["rpc_addr"], _agent_spec(k))
+            # An image from a registry may need a pull first: that gets pull_timeout more.
+            source = await ctx.db.run(lambda c: catalog.pull_source(c, k["image"]))
+            if source is not None:
+                spec.update(registry=source.to_wire(), pull_timeout=cfg.pull_timeout)
+                limit += cfg.pull_timeout
+            with trio.fail_after(limit):
+                info = await ctx.agents.create_kernel(k["rpc_addr"], spec)
         except (RPCError, trio.TooSlowError) as e:
-            permanent = isinstance(e, RPCError) and e.status in (400, 404, 412)
-            reason = (
-                "image-not-found"
-                if isinstance(e, RPCError) and e.status == 404
-                else "failed-to-start"
-            )
+            permanent = isinstance(e, RPCError) and e.status in (400, 404, 412, 422)
+            reason = launch_failure_reason(e)
             if isinstance(e, trio.TooSlowError):
-                msg = f"agent {k['agent_id']} did not start it within {cfg.launch_timeout:.0f} s"
+                msg = f"agent {k['agent_id']} did not start it within {limit:.0f} s"
             else:
                 msg = str(e)
             log.warning("launching kernel %s (attempt %d): %s", kid, k["attempts"] + 1, msg)

@@ -30,7 +30,7 @@ def iso(t: float | None) -> str | None:
 
 def owner_scope(caller: Caller) -> str | None:
     """Superadmins address any session unless they name an owner; others only their own."""
-    if caller.is_superadmin and "owner_access_key" not in request.args:
+    if caller.is_superadmin and not caller.named_owner:
         return None
     return caller.owner_access_key
 
@@ -52,6 +52,9 @@ def _session_info(
         "statusInfo": s["status_info"] or "",
         "statusChanged": iso(s["status_changed"]),
         "pendingReason": pending_reason,
+        "priority": s["priority"],
+        "preemptible": s["preemptible"],
+        "startsAt": iso(s["starts_at"]),
         "resourceGroup": s["resource_group"],
         "scalingGroup": s["resource_group"],
         "clusterMode": s["cluster_mode"],
@@ -95,9 +98,10 @@ def _details(c: sa.Connection, s: dict[str, Any]) -> dict[str, Any]:
     pending_reason = None
     if s["status"] == "PENDING":
         hist = repo.history(c, s["id"])
+        # The scheduler's decision trace: the check that holds it back, and the details.
         pending_reason = next(
             (
-                h["detail"]
+                f"{h['reason']}: {h['detail']}" if h["reason"] else h["detail"]
                 for h in reversed(hist)
                 if h["status"] == "PENDING" and h["detail"] != "enqueued"
             ),

@@ -11,26 +11,32 @@ import secrets
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 import trio
 
-from ..db.tables import agents, images, kernels, resource_groups, sessions
+from ..db.tables import agents, kernels, resource_groups, sessions
 from ..errors import (
     Conflict,
     DatabaseError,
     InsufficientResources,
     InvalidAPIParameters,
     SessionNotFound,
-    UnknownImage,
 )
 from ..sched import ResourceSlots, format_bytes, parse_bytes
-from . import repo
+from . import catalog, repo
 from .context import ManagerContext, publish_changes
 from .launcher import fail_session
 from .repo import StatusChange
+from .sched_request import (
+    SchedulingRequest,
+    known_slots,
+    parse_scheduling_fields,
+    resolve_dependencies,
+    store_dependencies,
+)
 from .states import TERMINAL
 
 __all__ = [
@@ -64,6 +70,8 @@ class SessionRequest:
     reuse: bool
     architecture: str | None
     priority: int
+    # preemptible, dependencies, startsAt (see sched_request)
+    scheduling: SchedulingRequest = field(default_factory=SchedulingRequest)
 
 
 def _opt(body: Mapping[str, Any], *names: str, default: Any = None) -> Any:
@@ -177,37 +185,17 @@ def parse_create_request(body: Any) -> SessionRequest:
         reuse=_flag(_opt(body, "reuseIfExists", "reuse_if_exists", default=True), "reuseIfExists"),
         architecture=arch,
         priority=priority,
+        scheduling=parse_scheduling_fields(body, stype, time.time()),
     )
 
 
-def _resolve_image(
-    conn: sa.Connection, ref: str, arch: str | None
-) -> tuple[str, str, dict[str, str]]:
-    rows = list(
-        conn.execute(sa.select(images.c.name, images.c.architecture, images.c.labels)).mappings()
-    )
-    matches = [
-        r for r in rows if r["name"] == ref or ("/" not in ref and r["name"].endswith("/" + ref))
-    ]
-    if arch is not None:
-        matches = [r for r in matches if r["architecture"] == arch]
-    if not matches:
-        known = (
-            ", ".join(sorted({r["name"] for r in rows}))
-            or "none yet (no agent has reported images)"
-        )
-        raise UnknownImage(
-            f"unknown image {ref!r}{f' for {arch}' if arch else ''}; known images: {known}"
-        )
-    m = matches[0]
-    return m["name"], m["architecture"], dict(m["labels"])
-
-
-def _requested_slots(req: SessionRequest, labels: Mapping[str, str]) -> ResourceSlots:
+def _requested_slots(
+    req: SessionRequest, labels: Mapping[str, str], known: set[str]
+) -> ResourceSlots:
     raw = dict(req.resources)
     raw.setdefault("cpu", labels.get("ai.backend.resource.min.cpu", DEFAULT_CPU))
     raw.setdefault("mem", DEFAULT_MEM)
-    slots = ResourceSlots.parse(raw)
+    slots = ResourceSlots.parse(raw, known=known)
     min_mem = parse_bytes(labels.get("ai.backend.resource.min.mem", "0"))
     if slots["mem"] < min_mem:
         raise InvalidAPIParameters(
@@ -259,9 +247,12 @@ def _enqueue(
         raise InvalidAPIParameters(
             f"config.scalingGroup: unknown resource group {req.resource_group!r}; known: {', '.join(sorted(known_groups)) or 'none'}"
         )
-    image, arch, labels = _resolve_image(conn, req.image, req.architecture)
-    slots = _requested_slots(req, labels)
+    image, arch, labels = catalog.resolve_image(
+        conn, req.image, req.architecture, req.resource_group
+    )
+    slots = _requested_slots(req, labels, known_slots(conn, req.resource_group))
     _check_fits_somewhere(conn, req.resource_group, arch, slots)
+    depends_on = resolve_dependencies(conn, req.scheduling.dependencies, access_key)
     sid = str(uuid.uuid4())
     row = {
         "id": sid,
@@ -280,6 +271,8 @@ def _enqueue(
         "tag": req.tag,
         "startup_command": req.startup_command,
         "priority": req.priority,
+        "preemptible": req.scheduling.preemptible,
+        "starts_at": req.scheduling.starts_at,
         "created_at": now,
     }
     kernel_rows = [
@@ -298,6 +291,7 @@ def _enqueue(
         for i in range(req.cluster_size)
     ]
     repo.insert_session(conn, row, kernel_rows)
+    store_dependencies(conn, sid, depends_on)
     return row, True
 
 

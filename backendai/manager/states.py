@@ -32,7 +32,21 @@ ORDER = (
 TERMINAL = frozenset({"TERMINATED", "CANCELLED", "ERROR"})
 LAUNCHING = ("SCHEDULED", "PREPARING", "PULLING", "PREPARED", "CREATING")
 # A kernel that ends for one of these reasons ends in ERROR rather than TERMINATED.
-ERROR_REASONS = frozenset({"failed-to-start", "agent-lost", "image-not-found", "launch-timeout"})
+ERROR_REASONS = frozenset(
+    {
+        "failed-to-start",
+        "agent-lost",
+        "image-not-found",
+        "launch-timeout",
+        # A pull that failed (manager/pulls.py maps the agent's reason to these).
+        "image-auth-failed",
+        "image-wrong-arch",
+        "image-no-space",
+        "image-pull-timeout",
+        "image-pull-unsupported",
+        "image-pull-failed",
+    }
+)
 
 _EVENTS = {
     "PENDING": "enqueued",

@@ -10,7 +10,9 @@ from typing import NoReturn
 
 import trio
 
+from ..agent.allocator import open_allocator
 from ..agent.backends import open_compute_backend
+from ..agent.execution import ExecutionService
 from ..agent.heartbeat import serve_heartbeat
 from ..agent.registry import KernelRegistry
 from ..agent.rpc import create_rpc_app
@@ -19,6 +21,7 @@ from ..bus.factory import use_event_bus
 from ..config import Config
 from ..errors import ConfigError
 from ..httpserver import serve_http
+from ..hw import load_topology
 
 __all__ = ["AgentInfo", "serve"]
 
@@ -51,14 +54,25 @@ async def serve(
         backend = await stack.enter_async_context(
             open_compute_backend(cfg, agent_id=agent_id, scratch_dir=scratch)
         )
-        registry = KernelRegistry(backend, the_bus, agent_id, scratch)
+        topology = await load_topology(cfg.sysfs_root)
+        allocator = await open_allocator(cfg, topology) if backend.pins_resources else None
+        registry = KernelRegistry(
+            backend, the_bus, agent_id, scratch, topology=topology, allocator=allocator
+        )
         adopted = await backend.list()
         if adopted:
             log.info("agent %s re-adopted %d kernels from an earlier run", agent_id, len(adopted))
+        if allocator is not None:
+            allocator.rebuild(adopted)
+        execution = ExecutionService(registry, run_idle_timeout=cfg.run_idle_timeout)
         async with trio.open_nursery() as nursery:
+            await nursery.start(execution.serve)
+            rpc_app = create_rpc_app(
+                registry, config.cluster.secret, execution, max_upload_bytes=cfg.max_upload_bytes
+            )
             port = await nursery.start(
                 serve_http,
-                create_rpc_app(registry, config.cluster.secret),
+                rpc_app,
                 cfg.host,
                 cfg.port,
                 f"agent {agent_id}",

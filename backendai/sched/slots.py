@@ -18,6 +18,7 @@ from ..errors import InvalidAPIParameters
 __all__ = [
     "KNOWN_SLOTS",
     "ResourceSlots",
+    "format_amount",
     "format_bytes",
     "parse_bytes",
 ]
@@ -70,6 +71,11 @@ def format_bytes(value: Decimal | int) -> str:
             q = v / scale
             return f"{q.normalize():f}{unit}" if q == q.to_integral_value() else f"{q:.1f}{unit}"
     return f"{int(v)}"
+
+
+def format_amount(name: str, value: Decimal) -> str:
+    """One slot's amount for people: bytes with units, counts as plain numbers."""
+    return format_bytes(value) if KNOWN_SLOTS.get(name) == "bytes" else f"{value.normalize():f}"
 
 
 def _parse_amount(name: str, value: Any) -> Decimal:
@@ -157,10 +163,7 @@ class ResourceSlots(Mapping[str, Decimal]):
 
     def human(self) -> str:
         """``cpu=2 mem=4g``: for messages and tables."""
-        parts = []
-        for k, v in sorted(self._data.items()):
-            shown = format_bytes(v) if KNOWN_SLOTS.get(k) == "bytes" else f"{v.normalize():f}"
-            parts.append(f"{k}={shown}")
+        parts = [f"{k}={format_amount(k, v)}" for k, v in sorted(self._data.items())]
         return " ".join(parts) or "nothing"
 
     def __repr__(self) -> str:

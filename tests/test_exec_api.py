@@ -1,0 +1,237 @@
+"""Code execution through the manager's API on real Docker: REST, websockets, files, CLI."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio_websocket
+
+from backendai.client.api import APIClient, APIResponseError
+from backendai.client.exec_client import download, list_files, open_pty, stream_execute, upload
+
+from .cluster import Cluster, cluster_config, open_cluster
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+IMAGE = "backendai/python:3.11"
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path, kernel_image: str):  # type: ignore[no-untyped-def]
+    config = cluster_config(
+        tmp_path / "data",
+        agent={"backend": "docker", "cpu": 4.0, "mem": "8g"},
+        manager={"max_upload_bytes": 1024 * 1024},
+    )
+    async with open_cluster(config) as c:
+        await c.api.create_session(IMAGE, "exec-test", max_wait=60)
+        yield c
+
+
+async def _rest(api: APIClient, body: dict[str, Any]) -> dict[str, Any]:
+    r = await api.request("POST", "/session/exec-test", json=body)
+    result: dict[str, Any] = r.json()["result"]
+    return result
+
+
+def _stdout(result: dict[str, Any]) -> str:
+    return "".join(d for k, d in result["console"] if k == "stdout")
+
+
+async def _no_input(_: dict[str, Any]) -> str:
+    raise AssertionError("no input was expected")
+
+
+async def test_rest_continued_protocol_and_state(cluster: Cluster) -> None:
+    first = await _rest(
+        cluster.api,
+        {
+            "mode": "query",
+            "code": "x = 21\nprint('one', flush=True)\nimport time; time.sleep(3)\nprint(x * 2)",
+        },
+    )
+    assert first["status"] == "continued", first
+    assert _stdout(first) == "one\n"
+    out = _stdout(first)
+    result = first
+    with trio.fail_after(20):
+        while result["status"] == "continued":
+            result = await _rest(
+                cluster.api, {"mode": "continue", "runId": first["runId"], "code": ""}
+            )
+            out += _stdout(result)
+    assert result["status"] == "finished"
+    assert out == "one\n42\n"
+    again = await _rest(cluster.api, {"mode": "query", "code": "print(x + 1)"})
+    assert _stdout(again) == "22\n"
+
+
+async def test_websocket_input_and_password(cluster: Cluster) -> None:
+    prompts: list[dict[str, Any]] = []
+    seen: list[str] = []
+
+    async def answer(result: dict[str, Any]) -> str:
+        prompts.append(result)
+        return "s3cret" if result["options"].get("is_password") else "bob"
+
+    final = await stream_execute(
+        cluster.api,
+        "exec-test",
+        mode="query",
+        code="import getpass\nname = input('who? ')\npw = getpass.getpass()\nprint('hi', name, len(pw))",
+        on_result=lambda r: seen.append(_stdout(r)),
+        ask_input=answer,
+    )
+    assert final["status"] == "finished"
+    assert [bool(p["options"].get("is_password")) for p in prompts] == [False, True]
+    assert "hi bob 6" in "".join(seen)
+
+
+async def test_interrupt_keeps_the_session(cluster: Cluster) -> None:
+    results: list[dict[str, Any]] = []
+
+    async def run() -> None:
+        results.append(
+            await stream_execute(
+                cluster.api,
+                "exec-test",
+                mode="query",
+                code="import time\ntime.sleep(60)",
+                on_result=lambda r: None,
+                ask_input=_no_input,
+            )
+        )
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run)
+            await trio.sleep(1.5)  # let the run start sleeping inside the kernel
+            await cluster.api.request("POST", "/session/exec-test/interrupt")
+    assert results[0]["status"] == "finished"
+    after = await _rest(cluster.api, {"mode": "query", "code": "print('alive')"})
+    assert _stdout(after) == "alive\n"
+
+
+async def test_batch_streams_and_reports_exit_code(cluster: Cluster, tmp_path: Path) -> None:
+    src = tmp_path / "job"
+    src.mkdir()
+    (src / "main.py").write_text("print('working')\nraise SystemExit(7)\n")
+    await upload(cluster.api, "exec-test", [src / "main.py"], src)
+    chunks: list[str] = []
+    final = await stream_execute(
+        cluster.api,
+        "exec-test",
+        mode="batch",
+        options={"exec": "python3 main.py"},
+        on_result=lambda r: chunks.append(_stdout(r)),
+        ask_input=_no_input,
+    )
+    assert final["status"] == "finished"
+    assert final["exitCode"] == 7
+    assert "working" in "".join(chunks)
+
+
+async def test_files_roundtrip_and_bad_uploads(cluster: Cluster, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "a.txt").write_text("alpha\n")
+    assert await upload(cluster.api, "exec-test", [src / "sub" / "a.txt"], src) == ["sub/a.txt"]
+    names = {e["filename"] for e in await list_files(cluster.api, "exec-test", "sub")}
+    assert names == {"a.txt"}
+    got = await download(cluster.api, "exec-test", "sub", tmp_path / "out")
+    assert "sub/a.txt" in got
+    assert (tmp_path / "out" / "sub" / "a.txt").read_text() == "alpha\n"
+
+    with pytest.raises(APIResponseError) as e:
+        await cluster.api.send_raw(
+            "POST",
+            "/session/exec-test/upload",
+            files=[("files", ("../escape.txt", b"x", "text/plain"))],
+        )
+    assert e.value.status == 400
+    assert "../escape.txt" in e.value.msg
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(2 * 1024 * 1024))
+    with pytest.raises(APIResponseError) as e2:
+        await upload(cluster.api, "exec-test", [big], tmp_path)
+    assert e2.value.status == 413
+    still = await _rest(cluster.api, {"mode": "query", "code": "print('ok')"})
+    assert _stdout(still) == "ok\n"
+
+
+async def test_garbage_on_the_execute_websocket(cluster: Cluster) -> None:
+    path = "/stream/session/exec-test/execute"
+    async with trio_websocket.open_websocket_url(
+        cluster.api.websocket_base + path, extra_headers=cluster.api.signed_headers("GET", path)
+    ) as ws:
+        await ws.send_message("{this is not json")
+        reply = json.loads(await ws.get_message())
+    assert reply["status"] == "error"
+    assert "JSON" in reply["msg"]
+    after = await _rest(cluster.api, {"mode": "query", "code": "print('fine')"})
+    assert _stdout(after) == "fine\n"
+
+
+async def test_terminal(cluster: Cluster) -> None:
+    out = b""
+    async with open_pty(cluster.api, "exec-test") as ws:
+        await ws.send_message(json.dumps({"type": "resize", "rows": 33, "cols": 111}))
+        cmd = b"stty size; echo marker-$((6*7))\n"
+        await ws.send_message(
+            json.dumps({"type": "stdin", "chars": base64.b64encode(cmd).decode()})
+        )
+        with trio.fail_after(20):
+            while b"marker-42" not in out:
+                msg = json.loads(await ws.get_message())
+                if msg.get("type") == "out":
+                    out += base64.b64decode(msg["data"])
+    assert b"33 111" in out
+
+
+async def test_restart_gives_fresh_interpreter_same_files(cluster: Cluster) -> None:
+    await _rest(
+        cluster.api, {"mode": "query", "code": "y = 5\nopen('kept.txt', 'w').write('kept')"}
+    )
+    await cluster.api.request("PATCH", "/session/exec-test")
+    r = await _rest(
+        cluster.api, {"mode": "query", "code": "print('y' in dir(), open('kept.txt').read())"}
+    )
+    assert _stdout(r) == "False kept\n"
+
+
+async def test_cli_run_exits_with_the_code_exit_code(cluster: Cluster, tmp_path: Path) -> None:
+    creds = cluster.info.manager.credentials
+    env = {
+        **os.environ,
+        "BACKEND_ENDPOINT": cluster.endpoint,
+        "BACKEND_ACCESS_KEY": creds.access_key,
+        "BACKEND_SECRET_KEY": creds.secret_key,
+    }
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "backendai.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
+
+    r = await trio.to_thread.run_sync(cli, "run", IMAGE, "--name", "cli-run", "-c", "print(1+1)")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "2\n"
+    (tmp_path / "main.py").write_text("import sys\nprint('from file')\nsys.exit(5)\n")
+    r = await trio.to_thread.run_sync(
+        cli, "run", IMAGE, "main.py", "--name", "cli-run", "--exec", "python3 main.py", "--rm"
+    )
+    assert r.returncode == 5, r.stderr
+    assert "from file" in r.stdout
