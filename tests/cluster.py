@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ def cluster_config(data_dir: Path, **sections: dict[str, Any]) -> Config:
         "cluster": {"data_dir": str(data_dir), "secret": "test-cluster-secret"},
         "manager": {"port": 0, "reconcile_interval": 0.5, "heartbeat_timeout": 3.0},
         "agent": {
+            # Unique per cluster: agents sharing one Docker engine must not share an id, or each
+            # would take the other's containers for its own orphans.
+            "id": f"test-{uuid.uuid4().hex[:10]}",
             "port": 0,
             "backend": "dummy",
             "heartbeat_interval": 0.5,

@@ -28,7 +28,7 @@ IMAGE = "backendai/python:3.11"
 async def cluster(tmp_path: Path, kernel_image: str):  # type: ignore[no-untyped-def]
     config = cluster_config(
         tmp_path / "data",
-        agent={"backend": "docker", "cpu": 4.0, "mem": "8g"},
+        agent={"backend": "docker"},
         manager={"max_upload_bytes": 1024 * 1024},
     )
     async with open_cluster(config) as c:

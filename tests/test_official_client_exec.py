@@ -21,7 +21,7 @@ IMAGE = "backendai/python:3.11"
 
 @pytest.fixture
 async def cluster(tmp_path: Path, kernel_image: str):  # type: ignore[no-untyped-def]
-    config = cluster_config(tmp_path / "data", agent={"backend": "docker", "cpu": 4.0, "mem": "8g"})
+    config = cluster_config(tmp_path / "data", agent={"backend": "docker"})
     async with open_cluster(config) as c:
         yield c
 
