@@ -81,6 +81,17 @@ async def wait_for_agents(config: Config, count: int, status: str = "ALIVE") -> 
         await trio.sleep(0.1)  # polling the database: there is no event to await
 
 
+async def _end_all_sessions(api: APIClient) -> None:
+    for s in await api.list_sessions(all=True):
+        if s["status"] not in ("TERMINATED", "CANCELLED", "ERROR"):
+            await api.destroy_session(s["sessionId"], forced=True)
+    ended = ("TERMINATED", "CANCELLED", "ERROR")
+    while True:  # polling the manager: there is no event to await
+        if all(s["status"] in ended for s in await api.list_sessions(all=True)):
+            return
+        await trio.sleep(0.1)
+
+
 @asynccontextmanager
 async def open_cluster(config: Config) -> AsyncIterator[Cluster]:
     async with trio.open_nursery() as nursery:
@@ -89,7 +100,12 @@ async def open_cluster(config: Config) -> AsyncIterator[Cluster]:
         async with APIClient(info.manager.endpoint, creds.access_key, creds.secret_key) as api:
             with trio.fail_after(20):
                 await wait_for_agents(config, 1)
-            yield Cluster(info, config, api, nursery.cancel_scope)
+            try:
+                yield Cluster(info, config, api, nursery.cancel_scope)
+            finally:
+                # Leave no containers behind: end every session, within a bound.
+                with trio.move_on_after(30, shield=True):
+                    await _end_all_sessions(api)
         nursery.cancel_scope.cancel()
 
 
