@@ -50,7 +50,14 @@ async def build_heartbeat(
             for i in images
         ],
         "kernels": [
-            {"kernel_id": k.kernel_id, "state": k.state, "exit_code": k.exit_code} for k in kernels
+            # A kernel under an operation (create, restart, destroy) may look exited for a
+            # moment; it is reported as in transition, not as ended.
+            {
+                "kernel_id": k.kernel_id,
+                "state": "creating" if registry.busy(k.kernel_id) else k.state,
+                "exit_code": k.exit_code,
+            }
+            for k in kernels
         ],
         "at": at,
     }

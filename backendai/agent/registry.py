@@ -96,6 +96,11 @@ class KernelRegistry:
     def _lock(self, kernel_id: str) -> trio.Lock:
         return self._locks.setdefault(kernel_id, trio.Lock())
 
+    def busy(self, kernel_id: str) -> bool:
+        """Whether an operation on the kernel is under way."""
+        lock = self._locks.get(kernel_id)
+        return lock is not None and lock.locked()
+
     async def _progress(
         self, spec: KernelSpec, status: str, progress: dict[str, Any] | None = None
     ) -> None:
