@@ -162,6 +162,19 @@ async def test_files_roundtrip_and_bad_uploads(cluster: Cluster, tmp_path: Path)
     assert _stdout(still) == "ok\n"
 
 
+async def test_an_oversize_upload_is_refused_promptly(cluster: Cluster, tmp_path: Path) -> None:
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(3 * 1024 * 1024))
+    with trio.fail_after(60), pytest.raises(APIResponseError) as e:
+        await upload(cluster.api, "exec-test", [big], tmp_path)
+    assert e.value.status == 413
+    assert "1048576" in e.value.msg
+    names = {f["filename"] for f in await list_files(cluster.api, "exec-test", ".")}
+    assert "big.bin" not in names
+    still = await _rest(cluster.api, {"mode": "query", "code": "print('ok')"})
+    assert _stdout(still) == "ok\n"
+
+
 async def test_garbage_on_the_execute_websocket(cluster: Cluster) -> None:
     path = "/stream/session/exec-test/execute"
     async with trio_websocket.open_websocket_url(

@@ -146,3 +146,25 @@ async def test_official_upload_ls_download(
     found = list(dest.rglob("numbers.txt"))
     assert found, f"nothing downloaded into {dest}: {down.stdout.decode()}"
     assert found[0].read_text() == "1 2 3\n"
+
+
+async def test_official_oversize_upload_is_refused_promptly(
+    official_python: Path, tmp_path: Path, kernel_image: str
+) -> None:
+    config = cluster_config(
+        tmp_path / "data", agent={"backend": "docker"}, manager={"max_upload_bytes": 1 << 20}
+    )
+    async with open_cluster(config) as cluster:
+        await cluster.api.create_session(IMAGE, "official-big")
+        (tmp_path / "big.bin").write_bytes(os.urandom(3 << 20))
+        up = await _official(
+            official_python, cluster, "session", "upload", "official-big", "big.bin", cwd=tmp_path
+        )
+        out = up.stdout.decode() + up.stderr.decode()
+        assert up.returncode != 0, out
+        assert "1048576" in out, out
+        ls = await _official(
+            official_python, cluster, "session", "ls", "official-big", ".", cwd=tmp_path
+        )
+        assert ls.returncode == 0, ls.stderr.decode()
+        assert "big.bin" not in ls.stdout.decode()
