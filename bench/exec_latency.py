@@ -115,7 +115,8 @@ async def main(runs: int, mb: int) -> None:
                             try:
                                 await api.create_session(IMAGE, "bench-exec", max_wait=60)
                                 break
-                            except Exception:  # the agent's first heartbeat may not be in yet
+                            except Exception as e:  # the agent's first heartbeat may not be in yet
+                                print(f"waiting for the cluster: {e}", flush=True)
                                 await trio.sleep(0.5)
                     for _ in range(5):  # warm both
                         await ours_ws(api, "bench-exec")

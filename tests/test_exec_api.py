@@ -175,6 +175,28 @@ async def test_an_oversize_upload_is_refused_promptly(cluster: Cluster, tmp_path
     assert _stdout(still) == "ok\n"
 
 
+async def test_megabytes_of_output_stream_through_the_websocket(cluster: Cluster) -> None:
+    code = "import sys\nfor i in range(6000):\n    sys.stdout.write(str(i % 10) * 1023 + '\\n')"
+    received: list[str] = []
+
+    def keep(r: dict[str, Any]) -> None:
+        received.extend(d for k, d in r.get("console", []) if k == "stdout")
+
+    with trio.fail_after(120):
+        final = await stream_execute(
+            cluster.api,
+            "exec-test",
+            mode="query",
+            code=code,
+            on_result=keep,
+            ask_input=_no_input,
+        )
+    assert (final["status"], final["exitCode"]) == ("finished", 0)
+    out = "".join(received)
+    assert len(out) == 6000 * 1024
+    assert out == "".join(str(i % 10) * 1023 + "\n" for i in range(6000))
+
+
 async def test_garbage_on_the_execute_websocket(cluster: Cluster) -> None:
     path = "/stream/session/exec-test/execute"
     async with trio_websocket.open_websocket_url(

@@ -31,6 +31,8 @@ __all__ = [
 
 ExecResult = dict[str, Any]
 _FINAL = ("finished", "exec-timeout")
+# Our manager keeps messages well under 1 MiB; be lenient with other servers.
+_MAX_MESSAGE = 16 * 1024 * 1024
 
 
 def _session_path(ref: str, suffix: str = "") -> str:
@@ -44,7 +46,10 @@ async def _websocket(
     headers = api.signed_headers("GET", path)
     try:
         async with trio_websocket.open_websocket_url(
-            api.websocket_base + path, extra_headers=headers, message_queue_size=64
+            api.websocket_base + path,
+            extra_headers=headers,
+            message_queue_size=64,
+            max_message_size=_MAX_MESSAGE,
         ) as ws:
             yield ws
     except trio_websocket.HandshakeError as e:

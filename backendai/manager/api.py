@@ -164,6 +164,10 @@ def create_app(ctx: ManagerContext) -> QuartTrio:
     @app.after_request
     async def version_header(resp: Response) -> Response:
         resp.headers["X-BackendAI-Version"] = API_VERSION
+        if resp.status_code == 413:
+            # The refused body was never read: the connection cannot carry another
+            # request, so say so and let the server close it after this response.
+            resp.headers["Connection"] = "close"
         return resp
 
     @app.errorhandler(APIError)

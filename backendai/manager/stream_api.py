@@ -27,13 +27,46 @@ from .kernel_access import KernelTarget, main_kernel
 from .session_api import owner_scope
 from .session_ops import resolve_session
 
-__all__ = ["WS_FLUSH_SECONDS", "add_stream_routes"]
+__all__ = ["MESSAGE_BYTES", "WS_FLUSH_SECONDS", "add_stream_routes", "split_result"]
 
 log = logging.getLogger(__name__)
 # Streams forward output promptly: each step returns after this much collection at most.
 WS_FLUSH_SECONDS = 0.2
 _FINAL = ("finished", "exec-timeout")
 _INTERRUPT_TIMEOUT = 5.0
+# Console bytes per websocket message (JSON-encoded), give or take one piece.
+MESSAGE_BYTES = 256 * 1024
+# Output strings are cut into pieces of this many characters (a piece encodes to
+# at most six bytes a character), so no message exceeds MESSAGE_BYTES + 6 * _PIECE.
+_PIECE = 32 * 1024
+_CONTINUED: dict[str, Any] = {"status": "continued", "exitCode": None, "options": {}, "files": []}
+
+
+def split_result(result: dict[str, Any], limit: int = MESSAGE_BYTES) -> list[dict[str, Any]]:
+    """*result* as one or more messages whose console encodes to about *limit* bytes each."""
+    pieces: list[tuple[list[Any], int]] = []
+    for item in result.get("console") or []:
+        kind, data = item[0], item[1]
+        if isinstance(data, str) and len(data) > _PIECE:
+            for i in range(0, len(data), _PIECE):
+                part = [kind, data[i : i + _PIECE]]
+                pieces.append((part, len(json.dumps(part))))
+        else:
+            pieces.append((item, len(json.dumps(item))))
+    total = sum(size for _, size in pieces)
+    if total <= limit:
+        return [result]
+    messages: list[dict[str, Any]] = []
+    console: list[Any] = []
+    size = 0
+    for piece, piece_size in pieces:
+        if console and size + piece_size > limit:
+            messages.append({**result, **_CONTINUED, "console": console})
+            console, size = [], 0
+        console.append(piece)
+        size += piece_size
+    messages.append({**result, "console": console})
+    return messages
 
 
 def _first_message(raw: str | bytes) -> tuple[str, str, dict[str, Any]]:
@@ -74,7 +107,8 @@ def add_stream_routes(app: QuartTrio, ctx: ManagerContext) -> None:
                     ctx, target, mode, run_id, code, options, WS_FLUSH_SECONDS
                 )
                 if result["console"] or result["status"] != "continued":
-                    await websocket.send(json.dumps(result))
+                    for message in split_result(result):
+                        await websocket.send(json.dumps(message))
                 if result["status"] in _FINAL:
                     finished = True
                     break
