@@ -244,6 +244,7 @@ async def test_a_new_backend_readopts_the_agents_kernels(
     with trio.fail_after(TIMEOUT):
         await wait_for_path(spec.ipc_dir / "runner.sock")
     cls = BACKENDS[kind]
+    await backend.aclose()  # the agent's process ended; its successor takes over its id
     successor = await cls.open(CONFIG, agent_id=agent_id, scratch_dir=scratch)
     stranger = await cls.open(CONFIG, agent_id=agent_id + "-other", scratch_dir=scratch)
     try:
@@ -255,7 +256,7 @@ async def test_a_new_backend_readopts_the_agents_kernels(
         assert await stranger.destroy(spec.kernel_id) is None  # not its kernel: untouched
         # Exit codes of a re-adopted local kernel are known only if it is our child (it is here).
         assert await successor.destroy(spec.kernel_id) in ((0,) if kind == "docker" else (0, None))
-        assert await backend.list() == []
+        assert await successor.list() == []
     finally:
         await successor.aclose()
         await stranger.aclose()

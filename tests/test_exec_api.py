@@ -164,7 +164,7 @@ async def test_files_roundtrip_and_bad_uploads(cluster: Cluster, tmp_path: Path)
 
 async def test_an_oversize_upload_is_refused_promptly(cluster: Cluster, tmp_path: Path) -> None:
     big = tmp_path / "big.bin"
-    big.write_bytes(os.urandom(3 * 1024 * 1024))
+    big.write_bytes(os.urandom(20 * 1024 * 1024))
     with trio.fail_after(60), pytest.raises(APIResponseError) as e:
         await upload(cluster.api, "exec-test", [big], tmp_path)
     assert e.value.status == 413

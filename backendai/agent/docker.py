@@ -38,13 +38,14 @@ import requests.exceptions
 import trio
 
 from ..config import AgentConfig
-from ..errors import BackendUnavailable, ImageNotFound, KernelError, KernelNotFound
+from ..errors import BackendUnavailable, ConfigError, ImageNotFound, KernelError, KernelNotFound
 from ..hw.capacity import detect_capacity
 from ..registry import RegistrySpec
 from ..sched.slots import ResourceSlots
 from .backend import IPC_MOUNT, RUNNER_MOUNT, ImageInfo, KernelInfo, KernelSpec, KernelState
 from .docker_images import docker_pull
 from .docker_pinning import allocation_from_labels, allocation_labels, host_config_options
+from .idlock import AgentIdLock
 from .runtime import RunnerRuntime, needs_runtime, runner_launch
 
 __all__ = ["DockerBackend"]
@@ -94,16 +95,23 @@ class DockerBackend:
         self._image_cache: dict[str, tuple[float, dict[str, Any]]] = {}
         # A Python for the runner in images without one (extracted on first use).
         self._runtime = RunnerRuntime(scratch_dir.parent / "runner-runtime")
+        self._id_lock = AgentIdLock(self._where, agent_id)
 
     @classmethod
     async def open(cls, config: AgentConfig, *, agent_id: str, scratch_dir: Path) -> DockerBackend:
         """Connect and ping the engine; BackendUnavailable if it does not answer."""
         backend = cls(config, agent_id=agent_id, scratch_dir=scratch_dir)
         await backend._run("ping the engine", lambda: backend._api().ping())
+        try:
+            backend._id_lock.acquire()
+        except ConfigError:
+            await backend.aclose()
+            raise
         log.info("Docker engine at %s answers; agent %s uses it", backend._where, agent_id)
         return backend
 
     async def aclose(self) -> None:
+        self._id_lock.release()
         if self._client is not None:
             await trio.to_thread.run_sync(self._client.close, limiter=self._limiter)
             self._client = None
