@@ -46,7 +46,8 @@ def test_a_killed_holder_leaves_nothing_behind(tmp_path: Path) -> None:
     )
     proc = subprocess.Popen([sys.executable, "-c", held], stdout=subprocess.PIPE)
     try:
-        assert proc.stdout is not None and proc.stdout.readline() == b"held\n"
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"held\n"
         with pytest.raises(ConfigError) as e:
             AgentIdLock("e", "n", tmp_path).acquire()
         assert f"pid {proc.pid}" in str(e.value)
