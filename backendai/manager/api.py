@@ -21,9 +21,17 @@ from werkzeug.exceptions import HTTPException
 from .. import __version__
 from ..config import Secret
 from ..db.tables import keypairs
-from ..errors import APIError, AuthenticationFailed, InvalidAPIParameters, PermissionDenied
+from ..errors import (
+    APIError,
+    AuthenticationFailed,
+    InvalidAPIParameters,
+    PermissionDenied,
+    TooManyRequests,
+)
+from .accounts import keypair_owner
 from .auth import check_request_signature
 from .context import ManagerContext
+from .ratelimit import decide
 
 __all__ = ["API_VERSION", "Caller", "create_app", "problem"]
 
@@ -31,6 +39,8 @@ log = logging.getLogger(__name__)
 API_VERSION = "v7.20230615"
 _PROBLEM_BASE = "https://api.backend.ai/probs/"
 _KEY_CACHE_TTL = 10.0
+# Routes anyone may call unsigned: the version probe, the password login, the API document.
+PUBLIC_PATHS = frozenset({"/", "/auth/authorize", "/openapi.json"})
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,9 @@ class Caller:
     owner_access_key: str
     # Whether the request named an owner (owner_access_key=...), rather than defaulting to the caller.
     named_owner: bool = False
+    # The caller's domain, and its user (None: a keypair made before accounts existed).
+    domain: str = "default"
+    user_uuid: str | None = None
 
     @property
     def is_superadmin(self) -> bool:
@@ -72,7 +85,12 @@ class KeypairRecord:
     access_key: str
     secret_key: Secret
     role: str
+    # The keypair and its user are both active.
     is_active: bool
+    domain: str = "default"
+    user_uuid: str | None = None
+    # Requests per window; 0: the manager's default_rate_limit.
+    rate_limit: int = 0
 
 
 class _KeyCache:
@@ -90,14 +108,21 @@ class _KeyCache:
 
         def _load(c: sa.Connection) -> KeypairRecord | None:
             row = c.execute(
-                sa.select(keypairs.c.secret_key, keypairs.c.role, keypairs.c.is_active).where(
+                sa.select(keypairs.c.secret_key, keypairs.c.is_active, keypairs.c.rate_limit).where(
                     keypairs.c.access_key == access_key
                 )
             ).first()
-            return (
-                None
-                if row is None
-                else KeypairRecord(access_key, Secret(row[0]), row[1], bool(row[2]))
+            owner = keypair_owner(c, access_key)
+            if row is None or owner is None:
+                return None
+            return KeypairRecord(
+                access_key,
+                Secret(row.secret_key),
+                owner.role,
+                bool(row.is_active) and owner.user_active,
+                owner.domain,
+                owner.user_uuid,
+                row.rate_limit or 0,
             )
 
         value = await self._ctx.db.run(_load)
@@ -124,6 +149,7 @@ def _where() -> str:
 
 def create_app(ctx: ManagerContext) -> QuartTrio:
     from .agents_api import add_agent_routes
+    from .auth_api import add_auth_routes
     from .events_api import add_event_routes
     from .exec_api import add_exec_routes
     from .files_api import add_file_routes
@@ -139,20 +165,50 @@ def create_app(ctx: ManagerContext) -> QuartTrio:
     async def authenticate_as(
         method: str, scope: Mapping[str, Any], headers: Mapping[str, str], args: Mapping[str, str]
     ) -> None:
+        now = time.time()
         keypair = await check_request_signature(
-            method, _raw_target(scope), headers, keys.get, now=time.time()
+            method, _raw_target(scope), headers, keys.get, now=now
         )
         access_key, role = keypair.access_key, keypair.role
+        window = ctx.config.manager.rate_limit_window
+        count = await ctx.rates.hit(access_key, now, window)
+        rate = decide(count, keypair.rate_limit or ctx.config.manager.default_rate_limit, window)
+        g.rate = rate
+        if not rate.allowed:
+            raise TooManyRequests(
+                f"access key {access_key!r} made {count - 1} requests in the last {window:g} s; "
+                f"its limit is {rate.limit} per window"
+            )
         owner = args.get("owner_access_key") or access_key
-        if owner != access_key and role not in ("superadmin", "admin"):
+        if owner != access_key:
+            await _check_delegation(keypair, owner)
+        g.caller = Caller(
+            access_key,
+            role,
+            owner,
+            named_owner="owner_access_key" in args,
+            domain=keypair.domain,
+            user_uuid=keypair.user_uuid,
+        )
+
+    async def _check_delegation(keypair: KeypairRecord, owner: str) -> None:
+        """Superadmins act for anyone; a domain admin for keypairs of their domain."""
+        if keypair.role == "superadmin":
+            return
+        if keypair.role != "admin":
             raise PermissionDenied(
                 f"owner_access_key={owner!r}: only administrators may act for another keypair"
             )
-        g.caller = Caller(access_key, role, owner, named_owner="owner_access_key" in args)
+        target = await keys.get(owner)
+        if target is None or target.domain != keypair.domain or target.role == "superadmin":
+            raise PermissionDenied(
+                f"owner_access_key={owner!r}: no keypair of that name in domain "
+                f"{keypair.domain!r}, the only domain admin {keypair.access_key} manages"
+            )
 
     @app.before_request
     async def authenticate() -> None:
-        if request.path == "/" or request.method == "OPTIONS":
+        if request.path in PUBLIC_PATHS or request.method == "OPTIONS":
             return
         await authenticate_as(request.method, request.scope, dict(request.headers), request.args)
 
@@ -164,6 +220,9 @@ def create_app(ctx: ManagerContext) -> QuartTrio:
     @app.after_request
     async def version_header(resp: Response) -> Response:
         resp.headers["X-BackendAI-Version"] = API_VERSION
+        rate = g.get("rate")
+        if rate is not None:
+            resp.headers.update(rate.headers())
         return resp
 
     @app.errorhandler(APIError)
@@ -202,4 +261,5 @@ def create_app(ctx: ManagerContext) -> QuartTrio:
     add_file_routes(app, ctx)
     add_image_routes(app, ctx)
     add_group_routes(app, ctx)
+    add_auth_routes(app, ctx)
     return app
