@@ -49,7 +49,8 @@ metadata = sa.MetaData(
 
 # -- accounts: domains > projects and users > keypairs; resource policies -------------
 
-# What one keypair may hold.  None / empty: unlimited.  Durations in seconds (0: none).
+# What one keypair may hold.  None or empty: unlimited; the durations (seconds) and
+# max_containers_per_session: 0 is unlimited.
 keypair_resource_policies = sa.Table(
     "keypair_resource_policies",
     metadata,
@@ -59,7 +60,7 @@ keypair_resource_policies = sa.Table(
     sa.Column("max_pending_session_count", sa.Integer, nullable=True),
     sa.Column("max_session_lifetime", sa.Integer, nullable=False, default=0),
     sa.Column("idle_timeout", sa.Integer, nullable=False, default=0),
-    sa.Column("max_containers_per_session", sa.Integer, nullable=False, default=1),
+    sa.Column("max_containers_per_session", sa.Integer, nullable=False, default=0),
     sa.Column("allowed_vfolder_hosts", sa.JSON, nullable=False, default=dict),
     sa.Column("created_at", sa.Float, nullable=False),
 )

@@ -314,7 +314,7 @@ def create_keypair_policy(
     values: dict[str, Any] = {
         "max_session_lifetime": 0,
         "idle_timeout": 0,
-        "max_containers_per_session": 1,
+        "max_containers_per_session": 0,
     }
     for key in _POLICY_INTS:
         value = fields.get(key)

@@ -179,14 +179,16 @@ def create_app(ctx: ManagerContext) -> QuartTrio:
                 f"access key {access_key!r} made {count - 1} requests in the last {window:g} s; "
                 f"its limit is {rate.limit} per window"
             )
-        owner = args.get("owner_access_key") or access_key
+        # ``ownerAccessKey`` is the same delegation in the events API's spelling.
+        named = args.get("owner_access_key") or args.get("ownerAccessKey")
+        owner = named or access_key
         if owner != access_key:
             await _check_delegation(keypair, owner)
         g.caller = Caller(
             access_key,
             role,
             owner,
-            named_owner="owner_access_key" in args,
+            named_owner=named is not None,
             domain=keypair.domain,
             user_uuid=keypair.user_uuid,
         )

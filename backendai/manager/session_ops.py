@@ -27,6 +27,7 @@ from ..errors import (
 )
 from ..sched import ResourceSlots, format_bytes, parse_bytes
 from . import catalog, repo
+from .admission import admit
 from .context import ManagerContext, publish_changes
 from .launcher import fail_session
 from .repo import StatusChange
@@ -252,6 +253,7 @@ def _enqueue(
     )
     slots = _requested_slots(req, labels, known_slots(conn, req.resource_group))
     _check_fits_somewhere(conn, req.resource_group, arch, slots)
+    admit(conn, access_key, req.resource_group, slots, req.cluster_size)
     depends_on = resolve_dependencies(conn, req.scheduling.dependencies, access_key)
     sid = str(uuid.uuid4())
     row = {
