@@ -292,6 +292,8 @@ sessions = sa.Table(
     sa.Column("preemptible", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
     # A batch session does not start before this time (POST /session startsAt).
     sa.Column("starts_at", sa.Float, nullable=True),
+    # The last code execution, file or stream use (a keypair policy's idle_timeout counts from it).
+    sa.Column("last_activity", sa.Float, nullable=True),
 )
 # A live session name is unique per owner; terminal sessions free their name.
 sa.Index(

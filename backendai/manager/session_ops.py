@@ -349,9 +349,14 @@ async def resolve_session(ctx: ManagerContext, ref: str, access_key: str | None)
     return dict(row)
 
 
-async def destroy_session(ctx: ManagerContext, session_id: str, *, forced: bool) -> str:
-    """Cancel a PENDING session, or start terminating a live one; returns the new status."""
-    reason = "force-terminated" if forced else "user-requested"
+async def destroy_session(
+    ctx: ManagerContext, session_id: str, *, forced: bool, reason: str | None = None
+) -> str:
+    """Cancel a PENDING session, or start terminating a live one; returns the new status.
+
+    *reason* (default: ``force-terminated`` or ``user-requested``) is its status info.
+    """
+    reason = reason or ("force-terminated" if forced else "user-requested")
 
     def _destroy(c: sa.Connection) -> tuple[str, StatusChange | None]:
         now = time.time()

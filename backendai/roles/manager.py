@@ -23,6 +23,7 @@ from ..manager.api import create_app
 from ..manager.bootstrap import Credentials, ensure_bootstrap, write_credentials
 from ..manager.context import ManagerContext
 from ..manager.launcher import serve_launcher
+from ..manager.policy_reaper import serve_policy_reaper
 from ..manager.ratelimit import MemoryRateWindow
 from ..manager.scheduling import serve_scheduler
 from ..manager.terminator import serve_terminator
@@ -71,6 +72,7 @@ async def serve(
             await nursery.start(serve_scheduler, ctx)
             await nursery.start(serve_launcher, ctx)
             await nursery.start(serve_terminator, ctx)
+            await nursery.start(serve_policy_reaper, ctx)
             port = await nursery.start(serve_http, create_app(ctx), cfg.host, cfg.port, "manager")
             host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
             endpoint = f"http://{host}:{port}"

@@ -172,9 +172,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column("last_used", sa.Float(), nullable=True))
         batch.create_index("ix_keypairs_user", ["user"], unique=False)
         batch.create_foreign_key(op.f("fk_keypairs_user_users"), "users", ["user"], ["uuid"])
+    with op.batch_alter_table("sessions") as batch:
+        batch.add_column(sa.Column("last_activity", sa.Float(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("sessions") as batch:
+        batch.drop_column("last_activity")
     with op.batch_alter_table("keypairs") as batch:
         batch.drop_constraint(op.f("fk_keypairs_user_users"), type_="foreignkey")
         batch.drop_index("ix_keypairs_user")
