@@ -31,6 +31,7 @@ from ..errors import (
 from .accounts import keypair_owner
 from .auth import check_request_signature
 from .context import ManagerContext
+from .openapi import openapi_document
 from .ratelimit import decide
 
 __all__ = ["API_VERSION", "Caller", "create_app", "problem"]
@@ -159,7 +160,8 @@ def create_app(ctx: ManagerContext) -> QuartTrio:
     from .session_api import add_session_routes
     from .stream_api import add_stream_routes
 
-    app = QuartTrio("backendai.manager")
+    # No static folder: every route is an API route, and each is in the OpenAPI document.
+    app = QuartTrio("backendai.manager", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = 16 * 1024 * 1024
     keys = _KeyCache(ctx)
 
@@ -226,6 +228,12 @@ def create_app(ctx: ManagerContext) -> QuartTrio:
         rate = g.get("rate")
         if rate is not None:
             resp.headers.update(rate.headers())
+        if resp.status_code >= 400 and (
+            request.content_length or "chunked" in request.headers.get("Transfer-Encoding", "")
+        ):
+            # Refused before its body was read: a kept-alive connection would then wait on
+            # the unread body, so close it (the client opens a new one).
+            resp.headers["Connection"] = "close"
         return resp
 
     @app.errorhandler(APIError)
@@ -255,6 +263,10 @@ def create_app(ctx: ManagerContext) -> QuartTrio:
     @app.route("/", methods=["GET"])
     async def hello() -> Response:
         return json_response({"version": API_VERSION, "manager": __version__})
+
+    @app.route("/openapi.json", methods=["GET"])
+    async def openapi() -> Response:
+        return json_response(openapi_document(request.host_url.rstrip("/")))
 
     add_session_routes(app, ctx)
     add_event_routes(app, ctx)

@@ -21,6 +21,7 @@ from .states import TERMINAL
 
 __all__ = ["add_session_routes", "iso", "owner_scope"]
 
+_MAX_OFFSET = 2**31 - 1  # what every database takes as an OFFSET
 _LIVE_CONTAINER = ("PREPARING", "PULLING", "PREPARED", "CREATING", "RUNNING", "TERMINATING")
 
 
@@ -137,9 +138,10 @@ def add_session_routes(app: QuartTrio, ctx: ManagerContext) -> None:
             raise InvalidAPIParameters(
                 f"limit/offset: invalid value {request.args.get('limit')!r}/{request.args.get('offset')!r}; expected integers"
             ) from None
-        if not 1 <= limit <= 1000 or offset < 0:
+        if not 1 <= limit <= 1000 or not 0 <= offset <= _MAX_OFFSET:
             raise InvalidAPIParameters(
-                f"limit={limit} offset={offset}: expected 1 <= limit <= 1000 and offset >= 0"
+                f"limit={limit} offset={offset}: expected 1 <= limit <= 1000 and "
+                f"0 <= offset <= {_MAX_OFFSET}"
             )
         owner = (
             None
