@@ -19,12 +19,15 @@ import sqlalchemy as sa
 from ..db.tables import keypair_resource_policies, keypairs, users
 from ..errors import APIError, InvalidAPIParameters, NotFound, PermissionDenied
 from .accounts import (
+    create_domain,
     create_keypair,
     create_keypair_policy,
+    create_project,
     create_user,
     keypair_owner,
     resolve_user,
 )
+from .gql_catalog import domain, group
 from .gql_context import GqlContext, Info, need_admin, need_superadmin
 from .gql_rows import keypair_items, policy_item, user_items
 
@@ -78,12 +81,7 @@ def create_user_(info: Info, email: str, props: dict[str, Any]) -> dict[str, Any
     role = (props.get("role") or "user").lower()
     if role == "superadmin" and not ctx.caller.is_superadmin:
         raise PermissionDenied(f"create_user {email!r}: only a superadmin makes a superadmin")
-    for unsupported in ("allowed_client_ip", "totp_activated", "sudo_session_enabled"):
-        if props.get(unsupported):
-            raise InvalidAPIParameters(
-                f"{unsupported}: invalid value {props[unsupported]!r}; not supported here "
-                "(leave it unset)"
-            )
+    _unsupported(props, "allowed_client_ip", "totp_activated", "sudo_session_enabled")
     status = (props.get("status") or "").lower() or (
         "inactive" if props.get("is_active") is False else "active"
     )
@@ -109,6 +107,53 @@ def create_user_(info: Info, email: str, props: dict[str, Any]) -> dict[str, Any
     return _attempt(ctx, f"create_user {email}", run)
 
 
+def _unsupported(props: Mapping[str, Any], *keys: str) -> None:
+    for key in keys:
+        if props.get(key):
+            raise InvalidAPIParameters(
+                f"{key}: invalid value {props[key]!r}; not supported here (leave it unset)"
+            )
+
+
+def create_domain_(info: Info, name: str, props: dict[str, Any]) -> dict[str, Any]:
+    ctx = info.context
+    need_superadmin(ctx, "create_domain")
+
+    def run() -> dict[str, Any]:
+        _unsupported(props, "total_resource_slots", "allowed_docker_registries", "integration_id")
+        create_domain(
+            ctx.conn,
+            name,
+            description=props.get("description") or "",
+            resource_groups_=props.get("scaling_groups") or [],
+        )
+        return {"domain": domain(info, name)}
+
+    return _attempt(ctx, f"create_domain {name}", run)
+
+
+def create_group_(info: Info, name: str, props: dict[str, Any]) -> dict[str, Any]:
+    ctx = info.context
+    need_admin(ctx, "create_group")
+    _check_domain(ctx, props["domain_name"], f"create_group {name!r}")
+    if props.get("scaling_groups") and not ctx.caller.is_superadmin:
+        raise PermissionDenied(f"create_group {name!r}: only a superadmin opens resource groups")
+
+    def run() -> dict[str, Any]:
+        _unsupported(props, "total_resource_slots", "integration_id")
+        project_id = create_project(
+            ctx.conn,
+            props["domain_name"],
+            name,
+            description=props.get("description") or "",
+            resource_policy=props.get("resource_policy") or "default",
+            resource_groups_=props.get("scaling_groups") or [],
+        )
+        return {"group": group(info, project_id)}
+
+    return _attempt(ctx, f"create_group {name}", run)
+
+
 def _rate_limit(props: Mapping[str, Any]) -> int | None:
     value = props.get("rate_limit")
     if value is not None and value < 0:
@@ -121,9 +166,10 @@ def create_keypair_(info: Info, user_id: str, props: dict[str, Any]) -> dict[str
     need_admin(ctx, "create_keypair")
     policy = props.get("resource_policy")
     rate = props.get("rate_limit")
-    if (policy not in (None, "default") or rate) and not ctx.caller.is_superadmin:
+    opened = props.get("scaling_groups") or []
+    if (policy not in (None, "default") or rate or opened) and not ctx.caller.is_superadmin:
         raise PermissionDenied(
-            "create_keypair: only a superadmin sets resource_policy or rate_limit"
+            "create_keypair: only a superadmin sets resource_policy, rate_limit or scaling_groups"
         )
 
     def run() -> dict[str, Any]:
@@ -139,6 +185,7 @@ def create_keypair_(info: Info, user_id: str, props: dict[str, Any]) -> dict[str
             resource_policy=policy or "default",
             rate_limit=_rate_limit(props) or 0,
             is_active=props.get("is_active") is not False,
+            resource_groups_=opened,
         )
         row = (
             ctx.conn.execute(sa.select(keypairs).where(keypairs.c.access_key == keys.access_key))
@@ -267,6 +314,8 @@ _POLICY_COLUMNS = (
 )
 
 MUTATIONS: dict[str, Callable[..., Any]] = {
+    "create_domain": create_domain_,
+    "create_group": create_group_,
     "create_user": create_user_,
     "create_keypair": create_keypair_,
     "modify_keypair": modify_keypair,

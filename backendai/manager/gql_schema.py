@@ -18,6 +18,7 @@ _KEYPAIR_INPUT = """{
   resource_policy: String
   concurrency_limit: Int
   rate_limit: Int
+  scaling_groups: [String]
 }"""
 _POLICY_INPUT = """{
   default_for_unspecified: String
@@ -308,12 +309,37 @@ input CreateKeyPairResourcePolicyInput POLICY_INPUT
 
 input ModifyKeyPairResourcePolicyInput POLICY_INPUT
 
+input DomainInput {
+  description: String
+  is_active: Boolean
+  total_resource_slots: JSONString
+  allowed_vfolder_hosts: JSONString
+  allowed_docker_registries: [String]
+  integration_id: String
+  scaling_groups: [String]
+}
+
+input GroupInput {
+  description: String
+  is_active: Boolean
+  domain_name: String!
+  total_resource_slots: JSONString
+  allowed_vfolder_hosts: JSONString
+  integration_id: String
+  resource_policy: String
+  scaling_groups: [String]
+}
+
+type CreateDomain { ok: Boolean msg: String domain: Domain }
+type CreateGroup { ok: Boolean msg: String group: Group }
 type CreateUser { ok: Boolean msg: String user: User }
 type CreateKeyPair { ok: Boolean msg: String keypair: KeyPair }
 type CreateKeyPairResourcePolicy { ok: Boolean msg: String resource_policy: KeyPairResourcePolicy }
 type SimpleResult { ok: Boolean msg: String }
 
 type Mutation {
+  create_domain(name: String!, props: DomainInput!): CreateDomain
+  create_group(name: String!, props: GroupInput!): CreateGroup
   create_user(email: String!, props: UserInput!): CreateUser
   create_keypair(user_id: String!, props: KeyPairInput!): CreateKeyPair
   modify_keypair(access_key: String!, props: ModifyKeyPairInput!): SimpleResult

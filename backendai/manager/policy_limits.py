@@ -88,8 +88,8 @@ def group_limits(
 
     def limits(access_key: str) -> KeypairLimits:
         policy = policies.get(access_key)
-        if policy is None:
-            return group_option
+        if policy is None or policy == KeypairLimits(source=policy.source):
+            return group_option  # no policy, or one that limits nothing
         elsewhere = Held()
         for name, h in held.get(access_key, {}).items():
             if name != group:
