@@ -88,6 +88,8 @@ async def test_official_client_lists_match_the_database(
     assert by_name["ann-job"]["Session ID"] == theirs["sessionId"]
     assert by_name["ann-job"]["Owner Access Key"] == ann.access_key
     assert {r["Status"] for r in ps} == {"RUNNING"}
+    # Both owners are members of the default project, which sessions then count against.
+    assert {r["Project/Group"] for r in ps} == {"default"}
     assert {r["Image"] for r in ps} == {IMAGE}
 
     agents = _rows(await _official(official_python, cluster, tmp_path, "admin", "agent", "list"))

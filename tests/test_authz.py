@@ -60,6 +60,12 @@ async def test_a_user_cannot_see_touch_or_list_another_users_session(cluster: Cl
                 assert (status, never_status) == (404, 404), what
                 assert msg.replace(ref, "X") == never_msg.replace("no-such-session", "X"), what
         assert await api_b.list_sessions() == []
+        # Nor may B file a session under a project B is not a member of, or another domain.
+        for field, value in (("group", "vision"), ("domain", "elsewhere")):
+            body = {"image": IMAGE, "sessionName": "b-job", "enqueueOnly": True, field: value}
+            status, msg = await _status(api_b.request("POST", "/session", json=body))
+            assert status == 403, msg
+            assert repr(value) in msg
         assert await api_b.list_sessions(all=True) == []  # `all` is for superadmins
         status, msg = await _status(
             api_b.request("GET", "/session", params={"owner_access_key": a.access_key})

@@ -294,6 +294,9 @@ sessions = sa.Table(
     sa.Column("starts_at", sa.Float, nullable=True),
     # The last code execution, file or stream use (a keypair policy's idle_timeout counts from it).
     sa.Column("last_activity", sa.Float, nullable=True),
+    # The owner's domain and the project (group) the session is for; None: made before accounts.
+    sa.Column("domain_name", sa.String(64), nullable=True),
+    sa.Column("group_id", sa.String(36), nullable=True),
 )
 # A live session name is unique per owner; terminal sessions free their name.
 sa.Index(

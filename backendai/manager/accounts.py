@@ -220,6 +220,15 @@ def create_user(
             created_at=time.time() if now is None else now,
         )
     )
+    project_ids = list(project_ids)
+    if not project_ids:  # a new user joins their domain's "default" project, if it has one
+        project_ids = list(
+            conn.execute(
+                sa.select(projects.c.id).where(
+                    projects.c.domain_name == domain, projects.c.name == "default"
+                )
+            ).scalars()
+        )
     for project_id in project_ids:
         row = conn.execute(
             sa.select(projects.c.domain_name).where(projects.c.id == project_id)

@@ -13,11 +13,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..db.tables import keypair_resource_policies, keypairs, sessions
+from ..db.tables import keypair_resource_policies, keypairs, projects, sessions, user_projects
 from ..errors import InsufficientResources, InvalidAPIParameters, PermissionDenied, TooManyRequests
 from ..sched import KeypairLimits, ResourceSlots
 from ..sched.slots import format_amount
-from .accounts import keypair_owner, reachable_resource_groups
+from .accounts import KeypairOwner, keypair_owner, reachable_resource_groups
 
 __all__ = ["admit", "keypair_policy", "policy_limits"]
 
@@ -56,13 +56,48 @@ def policy_limits(conn: sa.Connection, access_keys: set[str]) -> dict[str, Keypa
     return out
 
 
+def _project(
+    conn: sa.Connection, owner: KeypairOwner, domain: str | None, project: str | None
+) -> tuple[str, str | None]:
+    """The domain and project id a session is for; refuses what is not the owner's."""
+    if domain is not None and domain != owner.domain:
+        raise PermissionDenied(
+            f"domain {domain!r}: keypair {owner.access_key} belongs to domain {owner.domain!r}"
+        )
+    q = sa.select(projects.c.id, projects.c.name).where(projects.c.domain_name == owner.domain)
+    if project is not None:
+        q = q.where(sa.or_(projects.c.name == project, projects.c.id == project))
+    if owner.user_uuid is not None and owner.role != "superadmin":
+        q = q.join(user_projects, user_projects.c.project_id == projects.c.id).where(
+            user_projects.c.user_uuid == owner.user_uuid
+        )
+    # Unnamed: the member's "default" project if any, else the first by name.
+    row = conn.execute(q.order_by(projects.c.name != "default", projects.c.name)).first()
+    if row is None and project is not None:
+        raise PermissionDenied(
+            f"group {project!r}: keypair {owner.access_key} is not a member of such a project "
+            f"in domain {owner.domain!r}"
+        )
+    return owner.domain, (row.id if row is not None else None)
+
+
 def admit(
-    conn: sa.Connection, access_key: str, group: str, slots: ResourceSlots, cluster_size: int
-) -> None:
-    """Refuse a session the keypair may not enqueue, naming the rule."""
+    conn: sa.Connection,
+    access_key: str,
+    group: str,
+    slots: ResourceSlots,
+    cluster_size: int,
+    domain: str | None = None,
+    project: str | None = None,
+) -> tuple[str | None, str | None]:
+    """Refuse a session the keypair may not enqueue, naming the rule.
+
+    Returns the session's domain and project (group) id.
+    """
     owner = keypair_owner(conn, access_key)
     if owner is None:
-        return
+        return None, None
+    placed = _project(conn, owner, domain, project)
     if owner.role != "superadmin" and owner.user_uuid is not None:
         allowed = reachable_resource_groups(conn, access_key)
         if group not in allowed:
@@ -72,7 +107,7 @@ def admit(
             )
     policy = keypair_policy(conn, access_key)
     if policy is None:
-        return
+        return placed
     name = policy["name"]
     most = policy["max_containers_per_session"]
     if most and cluster_size > most:
@@ -103,3 +138,4 @@ def admit(
                 f"keypair {access_key} has {pending} pending sessions; keypair resource policy "
                 f"{name!r} allows at most {most_pending}"
             )
+    return placed

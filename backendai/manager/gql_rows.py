@@ -106,6 +106,13 @@ def session_items(conn: sa.Connection, rows: Sequence[sa.RowMapping]) -> list[di
     for r in conn.execute(dep_q):
         deps[r.session_id].append({"id": r.id, "name": r.name})
     owners = _owners(conn, [s["access_key"] for s in rows])
+    project_names = dict(
+        conn.execute(
+            sa.select(projects.c.id, projects.c.name).where(
+                projects.c.id.in_([s["group_id"] for s in rows if s["group_id"]])
+            )
+        ).all()
+    )
     out = []
     for s in rows:
         mine = ks.get(s["id"], [])
@@ -133,9 +140,9 @@ def session_items(conn: sa.Connection, rows: Sequence[sa.RowMapping]) -> list[di
                 "cluster_template": None,
                 "cluster_mode": str(s["cluster_mode"]).upper().replace("-", "_"),
                 "cluster_size": s["cluster_size"],
-                "domain_name": owner.domain_name if owner and owner.domain_name else "default",
-                "group_name": None,
-                "group_id": None,
+                "domain_name": s["domain_name"],
+                "group_name": project_names.get(s["group_id"]),
+                "group_id": s["group_id"],
                 "agent_ids": sorted({k["agent_id"] for k in mine if k["agent_id"]}),
                 "user_email": email,
                 "user_id": uid,

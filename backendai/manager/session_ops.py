@@ -71,6 +71,9 @@ class SessionRequest:
     reuse: bool
     architecture: str | None
     priority: int
+    # The project (``group``: a name or an id) and domain the session is for; None: the owner's.
+    project: str | None = None
+    domain: str | None = None
     # preemptible, dependencies, startsAt (see sched_request)
     scheduling: SchedulingRequest = field(default_factory=SchedulingRequest)
 
@@ -170,6 +173,12 @@ def parse_create_request(body: Any) -> SessionRequest:
     if arch is not None:
         _typed(arch, str, "architecture", "an architecture such as x86_64")
     priority = _typed(_opt(body, "priority", default=0), int, "priority", "an integer")
+    project = _opt(body, "group", "group_name")
+    if project is not None:
+        _typed(project, str, "group", "a project name or id")
+    domain = _opt(body, "domain", "domain_name")
+    if domain is not None:
+        _typed(domain, str, "domain", "a domain name")
     return SessionRequest(
         image=image,
         name=name,
@@ -186,6 +195,8 @@ def parse_create_request(body: Any) -> SessionRequest:
         reuse=_flag(_opt(body, "reuseIfExists", "reuse_if_exists", default=True), "reuseIfExists"),
         architecture=arch,
         priority=priority,
+        project=project or None,
+        domain=domain or None,
         scheduling=parse_scheduling_fields(body, stype, time.time()),
     )
 
@@ -253,7 +264,9 @@ def _enqueue(
     )
     slots = _requested_slots(req, labels, known_slots(conn, req.resource_group))
     _check_fits_somewhere(conn, req.resource_group, arch, slots)
-    admit(conn, access_key, req.resource_group, slots, req.cluster_size)
+    domain_name, group_id = admit(
+        conn, access_key, req.resource_group, slots, req.cluster_size, req.domain, req.project
+    )
     depends_on = resolve_dependencies(conn, req.scheduling.dependencies, access_key)
     sid = str(uuid.uuid4())
     row = {
@@ -276,6 +289,8 @@ def _enqueue(
         "preemptible": req.scheduling.preemptible,
         "starts_at": req.scheduling.starts_at,
         "created_at": now,
+        "domain_name": domain_name,
+        "group_id": group_id,
     }
     kernel_rows = [
         {

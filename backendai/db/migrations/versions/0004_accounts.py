@@ -174,10 +174,14 @@ def upgrade() -> None:
         batch.create_foreign_key(op.f("fk_keypairs_user_users"), "users", ["user"], ["uuid"])
     with op.batch_alter_table("sessions") as batch:
         batch.add_column(sa.Column("last_activity", sa.Float(), nullable=True))
+        batch.add_column(sa.Column("domain_name", sa.String(length=64), nullable=True))
+        batch.add_column(sa.Column("group_id", sa.String(length=36), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("sessions") as batch:
+        batch.drop_column("group_id")
+        batch.drop_column("domain_name")
         batch.drop_column("last_activity")
     with op.batch_alter_table("keypairs") as batch:
         batch.drop_constraint(op.f("fk_keypairs_user_users"), type_="foreignkey")
