@@ -123,6 +123,7 @@ async def test_official_client_lists_match_the_database(
     assert by_key[ann.access_key]["Secret Key"] == ann.secret_key
     assert by_key[ann.access_key]["Concur.Used"] == "1"
     assert by_key[ann.access_key]["Rate Limit"] == "30000"  # the manager's default
+    assert by_key[ann.access_key]["Last Used"].startswith("20")  # it signed a request
 
 
 @pytest.mark.slow

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 API_VERSION = "v7.20230615"
 _PROBLEM_BASE = "https://api.backend.ai/probs/"
 _KEY_CACHE_TTL = 10.0
+_TOUCH_INTERVAL = 60.0
 # Routes anyone may call unsigned: the version probe, the password login, the API document.
 PUBLIC_PATHS = frozenset({"/", "/auth/authorize", "/openapi.json"})
 
@@ -100,6 +101,20 @@ class _KeyCache:
     def __init__(self, ctx: ManagerContext) -> None:
         self._ctx = ctx
         self._entries: dict[str, tuple[float, KeypairRecord | None]] = {}
+        self._touched: dict[str, float] = {}
+
+    async def touch(self, access_key: str, now: float) -> None:
+        """Record the keypair's use (``last_used``), at most once a minute per keypair."""
+        if self._touched.get(access_key, 0.0) > now - _TOUCH_INTERVAL:
+            return
+        if len(self._touched) > 10000:
+            self._touched.clear()
+        self._touched[access_key] = now
+        await self._ctx.db.run(
+            lambda c: c.execute(
+                keypairs.update().where(keypairs.c.access_key == access_key).values(last_used=now)
+            )
+        )
 
     async def get(self, access_key: str) -> KeypairRecord | None:
         hit = self._entries.get(access_key)
@@ -173,6 +188,7 @@ def create_app(ctx: ManagerContext) -> QuartTrio:
             method, _raw_target(scope), headers, keys.get, now=now
         )
         access_key, role = keypair.access_key, keypair.role
+        await keys.touch(access_key, now)
         window = ctx.config.manager.rate_limit_window
         count = await ctx.rates.hit(access_key, now, window)
         rate = decide(count, keypair.rate_limit or ctx.config.manager.default_rate_limit, window)
