@@ -238,6 +238,13 @@ async def test_who_may_see_and_change_what(cluster: Cluster) -> None:
             await _gql(admin, MODIFY, access_key=boss.access_key, input={"rate_limit": 10**6})
         )
         assert "only a superadmin" in denied
+        # A domain admin of "default" may not switch off the superadmin's keypair either.
+        chief = await add_account(cluster.config, "chief@example.org", role="admin")
+        async with client(chief) as default_admin:
+            root_key = cluster.info.manager.credentials.access_key
+            off = {"is_active": False}
+            denied = _denied(await _gql(default_admin, MODIFY, access_key=root_key, input=off))
+            assert "superadmin's keypair" in denied
         create = (
             "mutation($email: String!, $input: UserInput!) { create_user(email: $email, "
             "props: $input) { ok msg user { email domain_name main_access_key } } }"

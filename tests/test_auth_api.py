@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +17,7 @@ from backendai.client.signing import sign_request
 from backendai.manager.ratelimit import MemoryRateWindow, RateWindow
 from tests.accounts_fixtures import add_account
 from tests.cluster import Cluster, cluster_config, open_cluster
-from tests.services import redis_bus, require_redis
+from tests.services import redis_bus, redis_url, require_redis
 
 VERSION = "v7.20230615"
 
@@ -222,6 +224,24 @@ async def test_rate_limit_headers_count_down_then_429(cluster: Cluster) -> None:
     # Another keypair has its own window, with the default limit.
     r = await cluster.api.request("GET", "/session")
     assert r.headers["X-RateLimit-Limit"] == "30000"
+
+
+@pytest.mark.redis
+async def test_managers_on_redis_share_the_rate_window(tmp_path: Path) -> None:
+    require_redis()
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    bus = {"kind": "redis", "redis_url": redis_url(), "prefix": prefix}
+    async with open_cluster(cluster_config(tmp_path, bus=bus)) as cluster:
+        bob = await add_account(cluster.config, "bob@example.org", rate_limit=2)
+        async with APIClient(cluster.endpoint, bob.access_key, bob.secret_key) as api:
+            await api.request("GET", "/session")
+            await api.request("GET", "/session")
+            with pytest.raises(APIResponseError) as refused:
+                await api.request("GET", "/session")
+        assert refused.value.status == 429
+    # The count lives in Redis, where another manager on the same Redis reads it.
+    async with redis_bus(prefix=prefix) as shared:
+        assert await shared.hit(bob.access_key, time.time(), 900.0) == 4
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])

@@ -175,6 +175,8 @@ def create_keypair_(info: Info, user_id: str, props: dict[str, Any]) -> dict[str
     def run() -> dict[str, Any]:
         user = resolve_user(ctx.conn, user_id)
         _check_domain(ctx, user["domain_name"], f"create_keypair for {user_id!r}")
+        if user["role"] == "superadmin" and not ctx.caller.is_superadmin:
+            raise PermissionDenied(f"create_keypair for {user_id!r}: a superadmin's keypair")
         if props.get("is_admin") and user["role"] == "user":
             raise InvalidAPIParameters(
                 f"is_admin: user {user_id!r} has role 'user'; a keypair takes its user's role"
@@ -211,6 +213,8 @@ def modify_keypair(info: Info, access_key: str, props: dict[str, Any]) -> dict[s
     if owner is None:
         raise NotFound(f"keypair {access_key!r} does not exist")
     _check_domain(ctx, owner.domain, f"modify_keypair {access_key}")
+    if owner.role == "superadmin" and not ctx.caller.is_superadmin:
+        raise PermissionDenied(f"modify_keypair {access_key}: a superadmin's keypair")
 
     def run() -> dict[str, Any]:
         values: dict[str, Any] = {}
