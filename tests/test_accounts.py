@@ -25,7 +25,6 @@ from backendai.errors import Conflict, InvalidAPIParameters, NotFound
 from backendai.manager.accounts import (
     create_domain,
     create_keypair,
-    create_keypair_policy,
     create_project,
     create_user,
     keypair_owner,
@@ -33,6 +32,7 @@ from backendai.manager.accounts import (
 )
 from backendai.manager.bootstrap import ensure_bootstrap, write_credentials
 from backendai.manager.passwords import hash_password, verify_password
+from backendai.manager.policies import create_keypair_policy
 from tests import test_database
 
 # The same fixture: an empty SQLite file, or a fresh PostgreSQL database.

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from backendai.client.api import APIClient, APIResponseError
 from backendai.db.tables import keypairs, sgroups_for_keypairs
-from backendai.manager.accounts import create_keypair_policy
+from backendai.manager.policies import create_keypair_policy
 from tests.accounts_fixtures import Account, add_account, add_domain, in_db
 from tests.cluster import Cluster, cluster_config, open_cluster
 

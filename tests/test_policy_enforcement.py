@@ -13,7 +13,7 @@ import trio
 
 from backendai.client.api import APIClient
 from backendai.db.tables import keypairs
-from backendai.manager.accounts import create_keypair_policy
+from backendai.manager.policies import create_keypair_policy
 from backendai.manager.policy_limits import Held, group_limits
 from backendai.manager.policy_reaper import overdue
 from backendai.sched import KeypairLimits, ResourceSlots

@@ -13,7 +13,7 @@ import secrets
 import string
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,12 +41,12 @@ __all__ = [
     "USER_STATUSES",
     "KeypairOwner",
     "NewKeypair",
+    "check_name",
     "create_domain",
     "create_keypair",
-    "create_keypair_policy",
     "create_project",
     "create_user",
-    "create_user_policy",
+    "fresh",
     "generate_keys",
     "keypair_owner",
     "reachable_resource_groups",
@@ -94,7 +94,7 @@ def _need(conn: sa.Connection, column: sa.Column[Any], value: Any, what: str) ->
         raise NotFound(f"{what} {value!r} does not exist")
 
 
-def _fresh(conn: sa.Connection, column: sa.Column[Any], value: Any, what: str) -> None:
+def fresh(conn: sa.Connection, column: sa.Column[Any], value: Any, what: str) -> None:
     if _exists(conn, column, value):
         raise Conflict(f"{what} {value!r} already exists")
 
@@ -108,7 +108,7 @@ def create_domain(
     now: float | None = None,
 ) -> None:
     check_name("domain name", name)
-    _fresh(conn, domains.c.name, name, "domain")
+    fresh(conn, domains.c.name, name, "domain")
     conn.execute(
         domains.insert().values(
             name=name,
@@ -201,8 +201,8 @@ def create_user(
         )
     _need(conn, domains.c.name, domain, "domain")
     _need(conn, user_resource_policies.c.name, resource_policy, "user resource policy")
-    _fresh(conn, users.c.email, email, "user with email")
-    _fresh(conn, users.c.username, username, "user with username")
+    fresh(conn, users.c.email, email, "user with email")
+    fresh(conn, users.c.username, username, "user with username")
     user_uuid = str(uuid.uuid4())
     conn.execute(
         users.insert().values(
@@ -296,90 +296,6 @@ def create_keypair(
             sgroups_for_keypairs.insert().values(scaling_group=group, access_key=keys.access_key)
         )
     return keys
-
-
-_POLICY_INTS = (
-    "max_concurrent_sessions",
-    "max_pending_session_count",
-    "max_session_lifetime",
-    "idle_timeout",
-    "max_containers_per_session",
-)
-
-
-def create_keypair_policy(
-    conn: sa.Connection, name: str, fields: Mapping[str, Any], *, now: float | None = None
-) -> None:
-    """Create keypair resource policy *name*; *fields* are its columns (unknown ones refused)."""
-    from ..sched import ResourceSlots
-
-    check_name("policy name", name)
-    allowed = {*_POLICY_INTS, "total_resource_slots", "allowed_vfolder_hosts"}
-    unknown = sorted(set(fields) - allowed)
-    if unknown:
-        raise InvalidAPIParameters(
-            f"{unknown[0]}: unknown policy field; known fields: {', '.join(sorted(allowed))}"
-        )
-    values: dict[str, Any] = {
-        "max_session_lifetime": 0,
-        "idle_timeout": 0,
-        "max_containers_per_session": 0,
-    }
-    for key in _POLICY_INTS:
-        value = fields.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise InvalidAPIParameters(f"{key}: invalid value {value!r}; expected an integer >= 0")
-        values[key] = value
-    slots = fields.get("total_resource_slots") or {}
-    if not isinstance(slots, Mapping):
-        raise InvalidAPIParameters(
-            f"total_resource_slots: invalid value {slots!r}; expected an object such as "
-            '{"cpu": 4, "mem": "8g"}'
-        )
-    values["total_resource_slots"] = ResourceSlots.parse(dict(slots)).to_json()
-    hosts = fields.get("allowed_vfolder_hosts") or {}
-    if not isinstance(hosts, Mapping):
-        raise InvalidAPIParameters(
-            f"allowed_vfolder_hosts: invalid value {hosts!r}; expected an object host -> permissions"
-        )
-    values["allowed_vfolder_hosts"] = dict(hosts)
-    _fresh(conn, keypair_resource_policies.c.name, name, "keypair resource policy")
-    conn.execute(
-        keypair_resource_policies.insert().values(
-            name=name, created_at=time.time() if now is None else now, **values
-        )
-    )
-
-
-def create_user_policy(
-    conn: sa.Connection,
-    name: str,
-    *,
-    project: bool = False,
-    max_vfolder_count: int | None = None,
-    max_quota_scope_size: int | None = None,
-    now: float | None = None,
-) -> None:
-    """Create a user (or, with *project*, a project) resource policy."""
-    check_name("policy name", name)
-    table = project_resource_policies if project else user_resource_policies
-    for key, value in (
-        ("max_vfolder_count", max_vfolder_count),
-        ("max_quota_scope_size", max_quota_scope_size),
-    ):
-        if value is not None and (not isinstance(value, int) or value < 0):
-            raise InvalidAPIParameters(f"{key}: invalid value {value!r}; expected an integer >= 0")
-    _fresh(conn, table.c.name, name, f"{'project' if project else 'user'} resource policy")
-    conn.execute(
-        table.insert().values(
-            name=name,
-            max_vfolder_count=max_vfolder_count,
-            max_quota_scope_size=max_quota_scope_size,
-            created_at=time.time() if now is None else now,
-        )
-    )
 
 
 @dataclass(frozen=True)

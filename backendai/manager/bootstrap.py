@@ -31,11 +31,10 @@ from ..db.tables import (
 from .accounts import (
     create_domain,
     create_keypair,
-    create_keypair_policy,
     create_project,
     create_user,
-    create_user_policy,
 )
+from .policies import create_keypair_policy, create_user_policy
 
 __all__ = ["SUPERADMIN_EMAIL", "Credentials", "ensure_bootstrap", "write_credentials"]
 

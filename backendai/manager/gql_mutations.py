@@ -21,7 +21,6 @@ from ..errors import APIError, InvalidAPIParameters, NotFound, PermissionDenied
 from .accounts import (
     create_domain,
     create_keypair,
-    create_keypair_policy,
     create_project,
     create_user,
     keypair_owner,
@@ -30,6 +29,7 @@ from .accounts import (
 from .gql_catalog import domain, group
 from .gql_context import GqlContext, Info, need_admin, need_superadmin
 from .gql_rows import keypair_items, policy_item, user_items
+from .policies import create_keypair_policy
 
 __all__ = ["MUTATIONS"]
 
