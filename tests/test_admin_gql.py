@@ -206,6 +206,19 @@ async def test_who_may_see_and_change_what(cluster: Cluster) -> None:
             offset=0,
         )
         assert listed["data"]["compute_session_list"] == {"items": [], "total_count": 0}
+        async with APIClient(cluster.endpoint, ann.access_key, ann.secret_key) as mine:
+            await mine.create_session(IMAGE, "ann-job")
+        by_filter = (
+            "query($d: String, $g: String) { compute_session_list(limit: 10, offset: 0, "
+            "domain_name: $d, group_id: $g) { items { name group_name domain_name } } }"
+        )
+        found = await _gql(user, by_filter, d="default", g=None)
+        assert found["data"]["compute_session_list"]["items"] == [
+            {"name": "ann-job", "group_name": "default", "domain_name": "default"}
+        ]
+        assert (await _gql(user, by_filter, d="lab", g=None))["data"]["compute_session_list"][
+            "items"
+        ] == []
         for query in (
             "query { keypairs { access_key } }",
             "query { agents { id } }",

@@ -116,6 +116,11 @@ def compute_session_list(
     _no_filter(filter, order)
     ctx = _ctx(info)
     q = _session_query(ctx, access_key, status)
+    # Narrowing what the caller may see already: another domain's filter finds nothing.
+    if domain_name is not None:
+        q = q.where(sessions.c.domain_name == domain_name)
+    if group_id is not None:
+        q = q.where(sessions.c.group_id == str(group_id))
     rows, total = _paged(ctx, q, limit, offset, sessions.c.created_at.desc())
     return _page(session_items(ctx.conn, rows), total)
 
