@@ -143,16 +143,18 @@ def add_session_routes(app: QuartTrio, ctx: ManagerContext) -> None:
                 f"limit={limit} offset={offset}: expected 1 <= limit <= 1000 and "
                 f"0 <= offset <= {_MAX_OFFSET}"
             )
+        # all=true: every session for a superadmin, the domain's for a domain admin.
+        every = request.args.get("all") in ("1", "true") and not caller.named_owner
         owner = (
-            None
-            if (caller.is_superadmin and request.args.get("all") in ("1", "true"))
-            else caller.owner_access_key
+            None if every and caller.role in ("superadmin", "admin") else caller.owner_access_key
         )
+        domain = caller.domain if owner is None and caller.role == "admin" else None
         wanted = [s.strip().upper() for s in statuses.split(",")] if statuses else None
 
         def _list(c: sa.Connection) -> list[dict[str, Any]]:
             return [
-                _details(c, dict(s)) for s in repo.list_sessions(c, owner, wanted, limit, offset)
+                _details(c, dict(s))
+                for s in repo.list_sessions(c, owner, wanted, limit, offset, domain=domain)
             ]
 
         return json_response({"sessions": await ctx.db.run(_list)})
