@@ -42,7 +42,10 @@ async def test_a_user_cannot_see_touch_or_list_another_users_session(cluster: Cl
     async with _client(cluster, a) as api_a, _client(cluster, b) as api_b:
         created = await api_a.create_session(IMAGE, "a-job")
         sid = created["sessionId"]
-        assert (await api_a.get_session("a-job"))["ownerAccessKey"] == a.access_key
+        mine = await api_a.get_session("a-job")
+        assert mine["ownerAccessKey"] == a.access_key
+        assert mine["domainName"] == "default"
+        assert mine["groupId"]
         attempts: dict[str, Callable[[str], Awaitable[Any]]] = {
             "get": api_b.get_session,
             "destroy": api_b.destroy_session,

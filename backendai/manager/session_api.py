@@ -56,6 +56,8 @@ def _session_info(
         "priority": s["priority"],
         "preemptible": s["preemptible"],
         "startsAt": iso(s["starts_at"]),
+        "domainName": s.get("domain_name"),
+        "groupId": s.get("group_id"),
         "resourceGroup": s["resource_group"],
         "scalingGroup": s["resource_group"],
         "clusterMode": s["cluster_mode"],
