@@ -81,6 +81,20 @@ async def test_account_commands_create_list_and_refuse(
     assert " 3 " in small
     assert "600" in small
 
+    code, out, _ = await cli("admin", "policy", "add", "students", "--for", "user",
+                             "--max-vfolder-count", "5", "--max-quota-scope-size", "1073741824")  # fmt: skip
+    assert code == 0
+    code, out, _ = await cli("admin", "policy", "list", "--for", "user", "--json")
+    assert {p["name"]: p["max_vfolder_count"] for p in json.loads(out)} == {
+        "default": None,
+        "students": 5,
+    }
+    code, _, err = await cli(
+        "admin", "policy", "add", "odd", "--for", "project", "--slots", "cpu=1"
+    )
+    assert code == 1
+    assert "--slots: not an option of a project resource policy" in err
+
     # The new keypair signs requests as its user.
     async with APIClient(cluster.endpoint, extra["access_key"], extra["secret_key"]) as api:
         assert (await api.request("GET", "/auth/role")).json()["global_role"] == "user"

@@ -6,9 +6,7 @@
   [--role R] [--project ID ...] [--username U] [--full-name N]`` (a keypair is made with it)
 * ``keypair list [--email E]`` / ``keypair add EMAIL [--policy P] [--rate-limit N]
   [--resource-group G ...]``
-* ``policy list`` / ``policy add NAME [--slots cpu=4,mem=8g] [--max-concurrent-sessions N]
-  [--max-pending-sessions N] [--max-session-lifetime S] [--idle-timeout S]
-  [--max-containers-per-session N]``
+* ``policy list|add ...``: resource policies (see :mod:`cli_policies`)
 
 Every command calls the manager's admin GraphQL API (``/admin/gql``) and prints a
 table, or the answer itself with ``--json``.  A refusal or bad input exits 1 with
@@ -18,58 +16,15 @@ the manager's message.  Passwords come from an environment variable, never argv.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-from collections.abc import Sequence
 from typing import Any
 
-from ..sched.slots import ResourceSlots
 from .api import APIClient, APIResponseError
+from .cli_accounts_base import gql, mutated, show, table
+from .cli_policies import add_policy_commands
 from .cli_session import run_session_command
-from .output import format_table, out
 
-__all__ = ["add_account_admin_commands", "gql"]
-
-
-async def gql(api: APIClient, query: str, **variables: Any) -> dict[str, Any]:
-    """The ``data`` of a GraphQL answer; its first error raises :class:`APIResponseError`."""
-    answer = (
-        await api.request("POST", "/admin/gql", json={"query": query, "variables": variables})
-    ).json()
-    errors = answer.get("errors")
-    if errors:
-        raise APIResponseError(
-            400, "graphql-error", "GraphQL error", errors[0].get("message", str(errors[0]))
-        )
-    data: dict[str, Any] = answer["data"]
-    return data
-
-
-def _mutated(data: dict[str, Any], field: str) -> dict[str, Any]:
-    result: dict[str, Any] = data[field]
-    if not result.get("ok"):
-        raise APIResponseError(400, "invalid-api-params", "Refused", result.get("msg") or field)
-    return result
-
-
-def _table(
-    items: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], as_json: bool
-) -> int:
-    if as_json:
-        out(json.dumps(list(items), indent=2))
-    elif not items:
-        out("Nothing to list.")
-    else:
-        out(format_table([h for h, _ in columns], [[i.get(k) for _, k in columns] for i in items]))
-    return 0
-
-
-def _show(item: dict[str, Any], as_json: bool) -> int:
-    if as_json:
-        out(json.dumps(item, indent=2))
-    else:
-        out(format_table(["FIELD", "VALUE"], list(item.items())))
-    return 0
+__all__ = ["add_account_admin_commands"]
 
 
 async def _domain_list(api: APIClient, args: argparse.Namespace) -> int:
@@ -83,7 +38,7 @@ async def _domain_list(api: APIClient, args: argparse.Namespace) -> int:
         ("DESCRIPTION", "description"),
         ("CREATED", "created_at"),
     ]
-    return _table(data["domains"], cols, args.json)
+    return table(data["domains"], cols, args.json)
 
 
 async def _domain_add(api: APIClient, args: argparse.Namespace) -> int:
@@ -92,8 +47,8 @@ async def _domain_add(api: APIClient, args: argparse.Namespace) -> int:
         "{ ok msg domain { name description scaling_groups } } }"
     )
     props = {"description": args.description, "scaling_groups": args.resource_group}
-    return _show(
-        _mutated(await gql(api, q, name=args.name, props=props), "create_domain")["domain"],
+    return show(
+        mutated(await gql(api, q, name=args.name, props=props), "create_domain")["domain"],
         args.json,
     )
 
@@ -111,7 +66,7 @@ async def _project_list(api: APIClient, args: argparse.Namespace) -> int:
         ("RESOURCE GROUPS", "scaling_groups"),
         ("DESCRIPTION", "description"),
     ]
-    return _table((await gql(api, q, d=args.domain))["groups"], cols, args.json)
+    return table((await gql(api, q, d=args.domain))["groups"], cols, args.json)
 
 
 async def _project_add(api: APIClient, args: argparse.Namespace) -> int:
@@ -124,8 +79,8 @@ async def _project_add(api: APIClient, args: argparse.Namespace) -> int:
         "description": args.description,
         "scaling_groups": args.resource_group,
     }
-    return _show(
-        _mutated(await gql(api, q, name=args.name, props=props), "create_group")["group"], args.json
+    return show(
+        mutated(await gql(api, q, name=args.name, props=props), "create_group")["group"], args.json
     )
 
 
@@ -146,7 +101,7 @@ async def _user_list(api: APIClient, args: argparse.Namespace) -> int:
         ("ACCESS KEY", "main_access_key"),
         ("UUID", "uuid"),
     ]
-    return _table(users, cols, args.json)
+    return table(users, cols, args.json)
 
 
 async def _user_add(api: APIClient, args: argparse.Namespace) -> int:
@@ -170,9 +125,9 @@ async def _user_add(api: APIClient, args: argparse.Namespace) -> int:
         "full_name": args.full_name,
         "group_ids": args.project,
     }
-    user = _mutated(await gql(api, q, email=args.email, props=props), "create_user")["user"]
+    user = mutated(await gql(api, q, email=args.email, props=props), "create_user")["user"]
     user["groups"] = ",".join(g["name"] for g in user["groups"])
-    return _show(user, args.json)
+    return show(user, args.json)
 
 
 _KEYPAIR_FIELDS = (
@@ -192,7 +147,7 @@ async def _keypair_list(api: APIClient, args: argparse.Namespace) -> int:
         ("SESSIONS", "concurrency_used"),
         ("CREATED", "created_at"),
     ]
-    return _table((await gql(api, q, e=args.email))["keypairs"], cols, args.json)
+    return table((await gql(api, q, e=args.email))["keypairs"], cols, args.json)
 
 
 async def _keypair_add(api: APIClient, args: argparse.Namespace) -> int:
@@ -205,68 +160,10 @@ async def _keypair_add(api: APIClient, args: argparse.Namespace) -> int:
         "rate_limit": args.rate_limit,
         "scaling_groups": args.resource_group,
     }
-    return _show(
-        _mutated(await gql(api, q, u=args.email, props=props), "create_keypair")["keypair"],
+    return show(
+        mutated(await gql(api, q, u=args.email, props=props), "create_keypair")["keypair"],
         args.json,
     )
-
-
-_POLICY_FIELDS = (
-    "name total_resource_slots max_concurrent_sessions max_pending_session_count "
-    "max_session_lifetime idle_timeout max_containers_per_session"
-)
-
-
-async def _policy_list(api: APIClient, args: argparse.Namespace) -> int:
-    policies = (await gql(api, f"query {{ keypair_resource_policies {{ {_POLICY_FIELDS} }} }}"))[
-        "keypair_resource_policies"
-    ]
-    for p in policies:
-        p["total_resource_slots"] = (
-            ResourceSlots.from_json(json.loads(p["total_resource_slots"])).human() or "-"
-        )
-    cols = [
-        ("NAME", "name"),
-        ("SLOTS", "total_resource_slots"),
-        ("CONCURRENT", "max_concurrent_sessions"),
-        ("PENDING", "max_pending_session_count"),
-        ("LIFETIME S", "max_session_lifetime"),
-        ("IDLE S", "idle_timeout"),
-        ("CONTAINERS", "max_containers_per_session"),
-    ]
-    return _table(policies, cols, args.json)
-
-
-def _slots(text: str) -> str:
-    """``cpu=4,mem=8g`` -> the JSON the API takes; a bad pair names itself."""
-    pairs = {}
-    for part in filter(None, text.split(",")):
-        key, sep, value = part.partition("=")
-        if not sep or not key.strip():
-            raise argparse.ArgumentTypeError(
-                f"invalid slot {part!r}; expected SLOT=AMOUNT such as cpu=4 or mem=8g"
-            )
-        pairs[key.strip()] = value.strip()
-    return json.dumps(pairs)
-
-
-async def _policy_add(api: APIClient, args: argparse.Namespace) -> int:
-    q = (
-        "mutation($name: String!, $props: CreateKeyPairResourcePolicyInput!) { "
-        f"create_keypair_resource_policy(name: $name, props: $props) {{ ok msg resource_policy {{ {_POLICY_FIELDS} }} }} }}"
-    )
-    props = {
-        "total_resource_slots": args.slots,
-        "max_concurrent_sessions": args.max_concurrent_sessions,
-        "max_pending_session_count": args.max_pending_sessions,
-        "max_session_lifetime": args.max_session_lifetime,
-        "idle_timeout": args.idle_timeout,
-        "max_containers_per_session": args.max_containers_per_session,
-    }
-    result = _mutated(
-        await gql(api, q, name=args.name, props=props), "create_keypair_resource_policy"
-    )
-    return _show(result["resource_policy"], args.json)
 
 
 def add_account_admin_commands(admin: argparse._SubParsersAction[Any]) -> None:
@@ -347,15 +244,6 @@ def add_account_admin_commands(admin: argparse._SubParsersAction[Any]) -> None:
     )
     opens(p)
 
-    policies = group("policy", "keypair resource policies: what a keypair may hold")
-    command(policies, "list", _policy_list, "list keypair resource policies")
-    p = command(policies, "add", _policy_add, "create a keypair resource policy")
-    p.add_argument("name", metavar="NAME")
-    p.add_argument(
-        "--slots", type=_slots, help="total slots, e.g. cpu=4,mem=8g (default: unlimited)"
+    add_policy_commands(
+        group("policy", "resource policies: what a keypair, user or project may hold"), command
     )
-    p.add_argument("--max-concurrent-sessions", type=int)
-    p.add_argument("--max-pending-sessions", type=int)
-    p.add_argument("--max-session-lifetime", type=int, metavar="SECONDS")
-    p.add_argument("--idle-timeout", type=int, metavar="SECONDS")
-    p.add_argument("--max-containers-per-session", type=int)

@@ -18,6 +18,8 @@ from ..db.tables import (
     sgroups_for_domains,
     sgroups_for_projects,
 )
+from ..db.tables import project_resource_policies as project_resource_policies_table
+from ..db.tables import user_resource_policies as user_resource_policies_table
 from ..errors import NotFound
 from .gql_context import GqlContext, Info, domain_scope, need_admin, need_superadmin
 from .gql_rows import image_items, jstr, policy_item
@@ -26,13 +28,16 @@ from .session_api import iso
 __all__ = [
     "domain",
     "domains_",
+    "folder_policies",
     "group",
     "groups_",
     "images_",
     "keypair_resource_policies_",
     "keypair_resource_policy",
+    "project_resource_policies",
     "scaling_group",
     "scaling_groups",
+    "user_resource_policies",
 ]
 
 
@@ -64,6 +69,30 @@ def keypair_resource_policy(info: Info, name: str | None = None) -> dict[str, An
         .first()
     )
     return None if row is None else policy_item(row)
+
+
+def folder_policies(info: Info, table: sa.Table, name: str | None = None) -> list[dict[str, Any]]:
+    need_admin(_ctx(info), table.name)
+    q = sa.select(table).order_by(table.c.name)
+    if name is not None:
+        q = q.where(table.c.name == name)
+    return [
+        {
+            "name": p["name"],
+            "created_at": iso(p["created_at"]),
+            "max_vfolder_count": p["max_vfolder_count"],
+            "max_quota_scope_size": p["max_quota_scope_size"],
+        }
+        for p in _ctx(info).conn.execute(q).mappings()
+    ]
+
+
+def user_resource_policies(info: Info) -> list[dict[str, Any]]:
+    return folder_policies(info, user_resource_policies_table)
+
+
+def project_resource_policies(info: Info) -> list[dict[str, Any]]:
+    return folder_policies(info, project_resource_policies_table)
 
 
 def _group_item(g: sa.RowMapping) -> dict[str, Any]:

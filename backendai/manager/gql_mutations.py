@@ -16,7 +16,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..db.tables import keypair_resource_policies, keypairs, users
+from ..db.tables import (
+    keypair_resource_policies,
+    keypairs,
+    project_resource_policies,
+    user_resource_policies,
+    users,
+)
 from ..errors import APIError, InvalidAPIParameters, NotFound, PermissionDenied
 from .accounts import (
     create_domain,
@@ -26,10 +32,10 @@ from .accounts import (
     keypair_owner,
     resolve_user,
 )
-from .gql_catalog import domain, group
+from .gql_catalog import domain, folder_policies, group
 from .gql_context import GqlContext, Info, need_admin, need_superadmin
 from .gql_rows import keypair_items, policy_item, user_items
-from .policies import create_keypair_policy
+from .policies import create_keypair_policy, create_user_policy
 
 __all__ = ["MUTATIONS"]
 
@@ -152,6 +158,27 @@ def create_group_(info: Info, name: str, props: dict[str, Any]) -> dict[str, Any
         return {"group": group(info, project_id)}
 
     return _attempt(ctx, f"create_group {name}", run)
+
+
+def _create_folder_policy(
+    info: Info, name: str, props: dict[str, Any], *, project: bool
+) -> dict[str, Any]:
+    ctx = info.context
+    kind = "project" if project else "user"
+    need_superadmin(ctx, f"create_{kind}_resource_policy")
+
+    def run() -> dict[str, Any]:
+        create_user_policy(
+            ctx.conn,
+            name,
+            project=project,
+            max_vfolder_count=props.get("max_vfolder_count"),
+            max_quota_scope_size=props.get("max_quota_scope_size"),
+        )
+        table = project_resource_policies if project else user_resource_policies
+        return {"resource_policy": folder_policies(info, table, name)[0]}
+
+    return _attempt(ctx, f"create_{kind}_resource_policy {name}", run)
 
 
 def _rate_limit(props: Mapping[str, Any]) -> int | None:
@@ -320,6 +347,12 @@ _POLICY_COLUMNS = (
 MUTATIONS: dict[str, Callable[..., Any]] = {
     "create_domain": create_domain_,
     "create_group": create_group_,
+    "create_user_resource_policy": lambda info, name, props: _create_folder_policy(
+        info, name, props, project=False
+    ),
+    "create_project_resource_policy": lambda info, name, props: _create_folder_policy(
+        info, name, props, project=True
+    ),
     "create_user": create_user_,
     "create_keypair": create_keypair_,
     "modify_keypair": modify_keypair,

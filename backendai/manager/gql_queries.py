@@ -30,8 +30,10 @@ from .gql_catalog import (
     images_,
     keypair_resource_policies_,
     keypair_resource_policy,
+    project_resource_policies,
     scaling_group,
     scaling_groups,
+    user_resource_policies,
 )
 from .gql_context import GqlContext, Info, domain_scope, need_superadmin
 from .gql_rows import (
@@ -341,6 +343,8 @@ QUERIES: dict[str, Callable[..., Any]] = {
     "keypair_list": keypair_list,
     "keypair_resource_policy": keypair_resource_policy,
     "keypair_resource_policies": keypair_resource_policies_,
+    "user_resource_policies": user_resource_policies,
+    "project_resource_policies": project_resource_policies,
     "scaling_group": scaling_group,
     "scaling_groups": scaling_groups,
     "images": images_,

@@ -201,6 +201,13 @@ type KeyPairResourcePolicy {
   allowed_vfolder_hosts: JSONString
 }
 
+type FolderPolicy {
+  name: String
+  created_at: String
+  max_vfolder_count: Int
+  max_quota_scope_size: BigInt
+}
+
 type ScalingGroup {
   name: String
   description: String
@@ -275,6 +282,8 @@ type Query {
     is_active: Boolean, filter: String, order: String): KeyPairList
   keypair_resource_policy(name: String): KeyPairResourcePolicy
   keypair_resource_policies: [KeyPairResourcePolicy]
+  user_resource_policies: [FolderPolicy]
+  project_resource_policies: [FolderPolicy]
   scaling_group(name: String): ScalingGroup
   scaling_groups(name: String, is_active: Boolean): [ScalingGroup]
   images(is_installed: Boolean, is_operation: Boolean, image_filters: [String]): [Image]
@@ -330,6 +339,9 @@ input GroupInput {
   scaling_groups: [String]
 }
 
+input FolderPolicyInput { max_vfolder_count: Int max_quota_scope_size: BigInt }
+
+type CreateFolderPolicy { ok: Boolean msg: String resource_policy: FolderPolicy }
 type CreateDomain { ok: Boolean msg: String domain: Domain }
 type CreateGroup { ok: Boolean msg: String group: Group }
 type CreateUser { ok: Boolean msg: String user: User }
@@ -339,6 +351,8 @@ type SimpleResult { ok: Boolean msg: String }
 
 type Mutation {
   create_domain(name: String!, props: DomainInput!): CreateDomain
+  create_user_resource_policy(name: String!, props: FolderPolicyInput!): CreateFolderPolicy
+  create_project_resource_policy(name: String!, props: FolderPolicyInput!): CreateFolderPolicy
   create_group(name: String!, props: GroupInput!): CreateGroup
   create_user(email: String!, props: UserInput!): CreateUser
   create_keypair(user_id: String!, props: KeyPairInput!): CreateKeyPair
