@@ -221,6 +221,14 @@ async def test_rate_limit_headers_count_down_then_429(cluster: Cluster) -> None:
             await api.request("GET", "/session")
     assert refused.value.status == 429
     assert "its limit is 3 per window" in str(refused.value)
+    headers = _signed(cluster.endpoint, bob.access_key, bob.secret_key, "GET", "/session")
+    async with httpx.AsyncClient(base_url=cluster.endpoint) as http:
+        again = await http.get("/session", headers=headers)
+    assert again.status_code == 429  # the refusal carries the window too
+    assert (again.headers["X-RateLimit-Limit"], again.headers["X-RateLimit-Remaining"]) == (
+        "3",
+        "0",
+    )
     # Another keypair has its own window, with the default limit.
     r = await cluster.api.request("GET", "/session")
     assert r.headers["X-RateLimit-Limit"] == "30000"

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+import trio
 from quart import Response, g, request
 from quart_trio import QuartTrio
 
@@ -44,7 +45,8 @@ def _object(body: Any) -> dict[str, Any]:
     return body
 
 
-def _login(c: sa.Connection, domain: str, username: str, password: str) -> dict[str, str]:
+def _load_login(c: sa.Connection, username: str) -> tuple[dict[str, Any] | None, Any]:
+    """The user by email or user name, and their oldest active keypair."""
     user = (
         c.execute(
             sa.select(users).where(sa.or_(users.c.email == username, users.c.username == username))
@@ -52,25 +54,20 @@ def _login(c: sa.Connection, domain: str, username: str, password: str) -> dict[
         .mappings()
         .first()
     )
-    matched = verify_password(password, user["password"] if user else _DUMMY_HASH)
-    if user is None or not matched or user["domain_name"] != domain:
-        raise AuthenticationFailed(f"no user {username!r} with that password in domain {domain!r}")
-    if user["status"] != "active":
-        raise AuthenticationFailed(f"user {username!r} is {user['status']}; ask an administrator")
+    if user is None:
+        return None, None
     kp = c.execute(
         sa.select(keypairs.c.access_key, keypairs.c.secret_key)
         .where(keypairs.c.user == user["uuid"], keypairs.c.is_active.is_(True))
         .order_by(keypairs.c.created_at)
         .limit(1)
     ).first()
-    if kp is None:
-        raise AuthenticationFailed(f"user {username!r} has no active keypair; ask an administrator")
-    return {
-        "access_key": kp.access_key,
-        "secret_key": kp.secret_key,
-        "role": user["role"],
-        "status": user["status"],
-    }
+    return dict(user), kp
+
+
+async def _verify(ctx: ManagerContext, password: str, stored: str) -> bool:
+    """scrypt on a worker thread of its own limiter: logins never hold database threads."""
+    return await trio.to_thread.run_sync(verify_password, password, stored, limiter=ctx.kdf_limiter)
 
 
 def add_auth_routes(app: QuartTrio, ctx: ManagerContext) -> None:
@@ -84,7 +81,26 @@ def add_auth_routes(app: QuartTrio, ctx: ManagerContext) -> None:
         if not isinstance(domain, str):
             raise InvalidAPIParameters(f"domain: invalid value {domain!r}; expected a string")
         username, password = _string(body, "username"), _string(body, "password")
-        data = await ctx.db.run(lambda c: _login(c, domain, username, password))
+        user, kp = await ctx.db.run(lambda c: _load_login(c, username))
+        matched = await _verify(ctx, password, user["password"] if user else _DUMMY_HASH)
+        if user is None or not matched or user["domain_name"] != domain:
+            raise AuthenticationFailed(
+                f"no user {username!r} with that password in domain {domain!r}"
+            )
+        if user["status"] != "active":
+            raise AuthenticationFailed(
+                f"user {username!r} is {user['status']}; ask an administrator"
+            )
+        if kp is None:
+            raise AuthenticationFailed(
+                f"user {username!r} has no active keypair; ask an administrator"
+            )
+        data = {
+            "access_key": kp.access_key,
+            "secret_key": kp.secret_key,
+            "role": user["role"],
+            "status": user["status"],
+        }
         return json_response({"data": data})
 
     @app.route("/auth/role", methods=["GET"])
@@ -130,15 +146,19 @@ def add_auth_routes(app: QuartTrio, ctx: ManagerContext) -> None:
                 f"keypair {caller.access_key} belongs to no user account, so it has no password"
             )
         uid = caller.user_uuid
+        stored = await ctx.db.run(
+            lambda c: c.execute(sa.select(users.c.password).where(users.c.uuid == uid)).scalar_one()
+        )
+        if not await _verify(ctx, old, stored):
+            raise AuthenticationFailed("old_password does not match the current password")
+        hashed = await trio.to_thread.run_sync(hash_password, new, limiter=ctx.kdf_limiter)
 
         def _update(c: sa.Connection) -> None:
-            stored = c.execute(sa.select(users.c.password).where(users.c.uuid == uid)).scalar_one()
-            if not verify_password(old, stored):
-                raise AuthenticationFailed("old_password does not match the current password")
+            # Only if it is still the password just checked (a concurrent change wins).
             c.execute(
                 users.update()
-                .where(users.c.uuid == uid)
-                .values(password=hash_password(new), need_password_change=False)
+                .where(users.c.uuid == uid, users.c.password == stored)
+                .values(password=hashed, need_password_change=False)
             )
 
         await ctx.db.run(_update)

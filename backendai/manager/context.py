@@ -47,6 +47,8 @@ class ManagerContext:
     manager_id: str
     # Per-keypair request counts (Redis when the bus is Redis, else this process).
     rates: RateWindow = field(default_factory=MemoryRateWindow)
+    # Password hashing (scrypt: 16 MiB and ~50 ms a call) runs at most this many at once.
+    kdf_limiter: trio.CapacityLimiter = field(default_factory=lambda: trio.CapacityLimiter(2))
     schedule: Wakeup = field(default_factory=Wakeup)
     launch: Wakeup = field(default_factory=Wakeup)
     terminate: Wakeup = field(default_factory=Wakeup)
