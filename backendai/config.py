@@ -112,6 +112,10 @@ class ManagerConfig:
     max_wait_limit: float = 600.0
     # Grace period for in-flight requests at shutdown.
     shutdown_timeout: float = 10.0
+    # Requests a keypair may make per rate-limit window when its own rate_limit is 0.
+    default_rate_limit: int = 30000
+    # Length of the sliding rate-limit window, in seconds (X-RateLimit-Window).
+    rate_limit_window: float = 900.0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -300,4 +300,6 @@ async def test_tampered_path_rejected() -> None:
 async def test_unknown_and_inactive_keys_look_alike(access_key: str) -> None:
     with pytest.raises(AuthenticationFailed) as info:
         await check(signed_headers(access_key=access_key))
-    assert str(info.value) == f"access key {access_key!r} is unknown or inactive"
+    assert str(info.value) == (
+        f"access key {access_key!r} is unknown or inactive (or its user is inactive)"
+    )

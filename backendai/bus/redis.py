@@ -25,6 +25,7 @@ This is the only module that imports coredis; its errors become
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, suppress
 from typing import NoReturn
@@ -51,6 +52,13 @@ _FIELD = b"event"
 _READ_COUNT = 10
 _MAX_BLOCK = 5.0  # seconds one XREADGROUP may block before the claim schedule is checked
 _MAX_RETRY_DELAY = 10.0
+# KEYS[1]: the key's sorted set of request times; ARGV: now, window (s), a unique member.
+_SLIDING_WINDOW = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[2]))
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2]) * 1000))
+return redis.call('ZCARD', KEYS[1])
+"""
 
 
 def _safe_url(url: str) -> str:
@@ -128,6 +136,22 @@ class RedisEventBus:
     async def broadcast(self, event: Event) -> None:
         with self._translate(f"publish {event.name} on {self._channel}"):
             await self._client.publish(self._channel, event.encode())
+
+    async def hit(self, key: str, now: float, window: float) -> int:
+        """A sliding-window count shared by every process on this Redis (rate limits).
+
+        Records a request by *key* at *now* and returns the requests of the last
+        *window* seconds, in one atomic script.
+        """
+        name = f"{self._prefix}:ratelimit:{key}"
+        member = f"{now!r}:{secrets.token_hex(4)}"
+        with self._translate(f"count requests in {name}"):
+            count = await self._client.eval(
+                _SLIDING_WINDOW, keys=[name], args=[repr(now), repr(window), member]
+            )
+        if not isinstance(count, int):
+            raise BusError(f"Redis at {self._url} answered {count!r} to a window count")
+        return count
 
     async def _create_group(self, stream: str, group: str) -> None:
         with suppress(coredis.exceptions.StreamDuplicateConsumerGroupError):  # BUSYGROUP

@@ -22,6 +22,7 @@ from urllib.parse import quote
 from ..hw.cpulist import format_cpulist
 from ..sched.slots import ResourceSlots, format_bytes
 from .api import APIClient
+from .cli_accounts import add_account_admin_commands
 from .cli_admin_groups import add_group_admin_commands
 from .cli_admin_images import add_image_admin_commands
 from .cli_session import run_session_command
@@ -186,4 +187,5 @@ def add_admin_commands(
     p.add_argument("agent", metavar="AGENT", help="agent id")
     add_image_admin_commands(groups)  # registry, image (issue 9)
     add_group_admin_commands(groups)  # resource-group (issue 5)
+    add_account_admin_commands(groups)  # domain, project, user, keypair, policy (issue 4)
     return groups

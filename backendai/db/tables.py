@@ -16,16 +16,26 @@ import sqlalchemy as sa
 __all__ = [
     "agents",
     "allocations",
+    "domains",
     "image_aliases",
     "images",
     "kernels",
+    "keypair_resource_policies",
     "keypairs",
     "metadata",
+    "project_resource_policies",
+    "projects",
     "registries",
     "resource_groups",
     "session_dependencies",
     "session_history",
     "sessions",
+    "sgroups_for_domains",
+    "sgroups_for_keypairs",
+    "sgroups_for_projects",
+    "user_projects",
+    "user_resource_policies",
+    "users",
 ]
 
 metadata = sa.MetaData(
@@ -37,6 +47,105 @@ metadata = sa.MetaData(
     }
 )
 
+# -- accounts: domains > projects and users > keypairs; resource policies -------------
+
+# What one keypair may hold.  None or empty: unlimited; the durations (seconds) and
+# max_containers_per_session: 0 is unlimited.
+keypair_resource_policies = sa.Table(
+    "keypair_resource_policies",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("total_resource_slots", sa.JSON, nullable=False, default=dict),
+    sa.Column("max_concurrent_sessions", sa.Integer, nullable=True),
+    sa.Column("max_pending_session_count", sa.Integer, nullable=True),
+    sa.Column("max_session_lifetime", sa.Integer, nullable=False, default=0),
+    sa.Column("idle_timeout", sa.Integer, nullable=False, default=0),
+    sa.Column("max_containers_per_session", sa.Integer, nullable=False, default=0),
+    sa.Column("allowed_vfolder_hosts", sa.JSON, nullable=False, default=dict),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+
+def _folder_policy(name: str) -> sa.Table:
+    """Folder limits of a user or a project.  None: unlimited."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("max_vfolder_count", sa.Integer, nullable=True),
+        sa.Column("max_quota_scope_size", sa.BigInteger, nullable=True),
+        sa.Column("created_at", sa.Float, nullable=False),
+    )
+
+
+user_resource_policies = _folder_policy("user_resource_policies")
+project_resource_policies = _folder_policy("project_resource_policies")
+
+domains = sa.Table(
+    "domains",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("description", sa.String(512), nullable=False, default=""),
+    sa.Column("is_active", sa.Boolean, nullable=False, default=True),
+    sa.Column("total_resource_slots", sa.JSON, nullable=False, default=dict),
+    sa.Column("allowed_vfolder_hosts", sa.JSON, nullable=False, default=dict),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+# Backend.AI calls these "groups"; a project belongs to one domain.
+projects = sa.Table(
+    "projects",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("domain_name", sa.String(64), sa.ForeignKey("domains.name"), nullable=False),
+    sa.Column("description", sa.String(512), nullable=False, default=""),
+    sa.Column("is_active", sa.Boolean, nullable=False, default=True),
+    sa.Column("total_resource_slots", sa.JSON, nullable=False, default=dict),
+    sa.Column(
+        "resource_policy",
+        sa.String(64),
+        sa.ForeignKey("project_resource_policies.name"),
+        nullable=False,
+    ),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("domain_name", "name"),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("uuid", sa.String(36), primary_key=True),
+    sa.Column("email", sa.String(256), nullable=False, unique=True),
+    sa.Column("username", sa.String(64), nullable=False, unique=True),
+    # scrypt$N$r$p$salt$hash (see backendai.manager.passwords); never logged.
+    sa.Column("password", sa.String(256), nullable=False),
+    sa.Column("need_password_change", sa.Boolean, nullable=False, default=False),
+    sa.Column("full_name", sa.String(128), nullable=False, default=""),
+    sa.Column("description", sa.String(512), nullable=False, default=""),
+    sa.Column("role", sa.String(32), nullable=False),  # superadmin | admin | user
+    sa.Column("status", sa.String(16), nullable=False),  # active | inactive
+    sa.Column("domain_name", sa.String(64), sa.ForeignKey("domains.name"), nullable=False),
+    sa.Column(
+        "resource_policy",
+        sa.String(64),
+        sa.ForeignKey("user_resource_policies.name"),
+        nullable=False,
+    ),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+user_projects = sa.Table(
+    "user_projects",
+    metadata,
+    sa.Column("user_uuid", sa.String(36), sa.ForeignKey("users.uuid"), primary_key=True),
+    sa.Column("project_id", sa.String(36), sa.ForeignKey("projects.id"), primary_key=True),
+)
+
+# A keypair signs requests for its user.  ``user_id`` is the user's email (Backend.AI's
+# name for it); ``user`` links the row.  Keypairs made before accounts existed have no
+# user: their own ``role`` counts, in the default domain.  ``resource_policy`` names a
+# keypair_resource_policies row (None: no per-keypair limits).
 keypairs = sa.Table(
     "keypairs",
     metadata,
@@ -46,7 +155,13 @@ keypairs = sa.Table(
     sa.Column("role", sa.String(32), nullable=False),  # superadmin | admin | user
     sa.Column("is_active", sa.Boolean, nullable=False, default=True),
     sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("user", sa.String(36), sa.ForeignKey("users.uuid"), nullable=True),
+    sa.Column("resource_policy", sa.String(64), nullable=True),
+    # Requests per rate-limit window (0: unlimited).
+    sa.Column("rate_limit", sa.Integer, nullable=False, default=0, server_default="0"),
+    sa.Column("last_used", sa.Float, nullable=True),
 )
+sa.Index("ix_keypairs_user", keypairs.c.user)
 
 resource_groups = sa.Table(
     "resource_groups",
@@ -58,6 +173,34 @@ resource_groups = sa.Table(
     sa.Column("agent_selector", sa.String(64), nullable=False, default="first-fit"),
     sa.Column("options", sa.JSON, nullable=False, default=dict),
     sa.Column("created_at", sa.Float, nullable=False),
+)
+
+# Which resource groups a domain, a project or a keypair may use.
+sgroups_for_domains = sa.Table(
+    "sgroups_for_domains",
+    metadata,
+    sa.Column(
+        "scaling_group", sa.String(64), sa.ForeignKey("resource_groups.name"), primary_key=True
+    ),
+    sa.Column("domain", sa.String(64), sa.ForeignKey("domains.name"), primary_key=True),
+)
+
+sgroups_for_projects = sa.Table(
+    "sgroups_for_projects",
+    metadata,
+    sa.Column(
+        "scaling_group", sa.String(64), sa.ForeignKey("resource_groups.name"), primary_key=True
+    ),
+    sa.Column("project_id", sa.String(36), sa.ForeignKey("projects.id"), primary_key=True),
+)
+
+sgroups_for_keypairs = sa.Table(
+    "sgroups_for_keypairs",
+    metadata,
+    sa.Column(
+        "scaling_group", sa.String(64), sa.ForeignKey("resource_groups.name"), primary_key=True
+    ),
+    sa.Column("access_key", sa.String(64), sa.ForeignKey("keypairs.access_key"), primary_key=True),
 )
 
 agents = sa.Table(
@@ -149,6 +292,11 @@ sessions = sa.Table(
     sa.Column("preemptible", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
     # A batch session does not start before this time (POST /session startsAt).
     sa.Column("starts_at", sa.Float, nullable=True),
+    # The last code execution, file or stream use (a keypair policy's idle_timeout counts from it).
+    sa.Column("last_activity", sa.Float, nullable=True),
+    # The owner's domain and the project (group) the session is for; None: made before accounts.
+    sa.Column("domain_name", sa.String(64), nullable=True),
+    sa.Column("group_id", sa.String(36), nullable=True),
 )
 # A live session name is unique per owner; terminal sessions free their name.
 sa.Index(

@@ -21,9 +21,18 @@ from werkzeug.exceptions import HTTPException
 from .. import __version__
 from ..config import Secret
 from ..db.tables import keypairs
-from ..errors import APIError, AuthenticationFailed, InvalidAPIParameters, PermissionDenied
+from ..errors import (
+    APIError,
+    AuthenticationFailed,
+    InvalidAPIParameters,
+    PermissionDenied,
+    TooManyRequests,
+)
+from .accounts import keypair_owner
 from .auth import check_request_signature
 from .context import ManagerContext
+from .openapi import openapi_document
+from .ratelimit import decide
 
 __all__ = ["API_VERSION", "Caller", "create_app", "problem"]
 
@@ -31,6 +40,9 @@ log = logging.getLogger(__name__)
 API_VERSION = "v7.20230615"
 _PROBLEM_BASE = "https://api.backend.ai/probs/"
 _KEY_CACHE_TTL = 10.0
+_TOUCH_INTERVAL = 60.0
+# Routes anyone may call unsigned: the version probe, the password login, the API document.
+PUBLIC_PATHS = frozenset({"/", "/auth/authorize", "/openapi.json"})
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,9 @@ class Caller:
     owner_access_key: str
     # Whether the request named an owner (owner_access_key=...), rather than defaulting to the caller.
     named_owner: bool = False
+    # The caller's domain, and its user (None: a keypair made before accounts existed).
+    domain: str = "default"
+    user_uuid: str | None = None
 
     @property
     def is_superadmin(self) -> bool:
@@ -72,7 +87,12 @@ class KeypairRecord:
     access_key: str
     secret_key: Secret
     role: str
+    # The keypair and its user are both active.
     is_active: bool
+    domain: str = "default"
+    user_uuid: str | None = None
+    # Requests per window; 0: the manager's default_rate_limit.
+    rate_limit: int = 0
 
 
 class _KeyCache:
@@ -81,6 +101,20 @@ class _KeyCache:
     def __init__(self, ctx: ManagerContext) -> None:
         self._ctx = ctx
         self._entries: dict[str, tuple[float, KeypairRecord | None]] = {}
+        self._touched: dict[str, float] = {}
+
+    async def touch(self, access_key: str, now: float) -> None:
+        """Record the keypair's use (``last_used``), at most once a minute per keypair."""
+        if self._touched.get(access_key, 0.0) > now - _TOUCH_INTERVAL:
+            return
+        if len(self._touched) > 10000:
+            self._touched.clear()
+        self._touched[access_key] = now
+        await self._ctx.db.run(
+            lambda c: c.execute(
+                keypairs.update().where(keypairs.c.access_key == access_key).values(last_used=now)
+            )
+        )
 
     async def get(self, access_key: str) -> KeypairRecord | None:
         hit = self._entries.get(access_key)
@@ -90,14 +124,21 @@ class _KeyCache:
 
         def _load(c: sa.Connection) -> KeypairRecord | None:
             row = c.execute(
-                sa.select(keypairs.c.secret_key, keypairs.c.role, keypairs.c.is_active).where(
+                sa.select(keypairs.c.secret_key, keypairs.c.is_active, keypairs.c.rate_limit).where(
                     keypairs.c.access_key == access_key
                 )
             ).first()
-            return (
-                None
-                if row is None
-                else KeypairRecord(access_key, Secret(row[0]), row[1], bool(row[2]))
+            owner = keypair_owner(c, access_key)
+            if row is None or owner is None:
+                return None
+            return KeypairRecord(
+                access_key,
+                Secret(row.secret_key),
+                owner.role,
+                bool(row.is_active) and owner.user_active,
+                owner.domain,
+                owner.user_uuid,
+                row.rate_limit or 0,
             )
 
         value = await self._ctx.db.run(_load)
@@ -124,35 +165,71 @@ def _where() -> str:
 
 def create_app(ctx: ManagerContext) -> QuartTrio:
     from .agents_api import add_agent_routes
+    from .auth_api import add_auth_routes
     from .events_api import add_event_routes
     from .exec_api import add_exec_routes
     from .files_api import add_file_routes
+    from .gql_api import add_gql_routes
     from .groups_api import add_group_routes
     from .images_api import add_image_routes
     from .session_api import add_session_routes
     from .stream_api import add_stream_routes
 
-    app = QuartTrio("backendai.manager")
+    # No static folder: every route is an API route, and each is in the OpenAPI document.
+    app = QuartTrio("backendai.manager", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = 16 * 1024 * 1024
     keys = _KeyCache(ctx)
 
     async def authenticate_as(
         method: str, scope: Mapping[str, Any], headers: Mapping[str, str], args: Mapping[str, str]
     ) -> None:
+        now = time.time()
         keypair = await check_request_signature(
-            method, _raw_target(scope), headers, keys.get, now=time.time()
+            method, _raw_target(scope), headers, keys.get, now=now
         )
         access_key, role = keypair.access_key, keypair.role
-        owner = args.get("owner_access_key") or access_key
-        if owner != access_key and role not in ("superadmin", "admin"):
+        await keys.touch(access_key, now)
+        window = ctx.config.manager.rate_limit_window
+        count = await ctx.rates.hit(access_key, now, window)
+        rate = decide(count, keypair.rate_limit or ctx.config.manager.default_rate_limit, window)
+        g.rate = rate
+        if not rate.allowed:
+            raise TooManyRequests(
+                f"access key {access_key!r} made {count - 1} requests in the last {window:g} s; "
+                f"its limit is {rate.limit} per window"
+            )
+        # ``ownerAccessKey`` is the same delegation in the events API's spelling.
+        named = args.get("owner_access_key") or args.get("ownerAccessKey")
+        owner = named or access_key
+        if owner != access_key:
+            await _check_delegation(keypair, owner)
+        g.caller = Caller(
+            access_key,
+            role,
+            owner,
+            named_owner=named is not None,
+            domain=keypair.domain,
+            user_uuid=keypair.user_uuid,
+        )
+
+    async def _check_delegation(keypair: KeypairRecord, owner: str) -> None:
+        """Superadmins act for anyone; a domain admin for keypairs of their domain."""
+        if keypair.role == "superadmin":
+            return
+        if keypair.role != "admin":
             raise PermissionDenied(
                 f"owner_access_key={owner!r}: only administrators may act for another keypair"
             )
-        g.caller = Caller(access_key, role, owner, named_owner="owner_access_key" in args)
+        target = await keys.get(owner)
+        if target is None or target.domain != keypair.domain or target.role == "superadmin":
+            raise PermissionDenied(
+                f"owner_access_key={owner!r}: no keypair of that name in domain "
+                f"{keypair.domain!r}, the only domain admin {keypair.access_key} manages"
+            )
 
     @app.before_request
     async def authenticate() -> None:
-        if request.path == "/" or request.method == "OPTIONS":
+        if request.path in PUBLIC_PATHS or request.method == "OPTIONS":
             return
         await authenticate_as(request.method, request.scope, dict(request.headers), request.args)
 
@@ -164,9 +241,14 @@ def create_app(ctx: ManagerContext) -> QuartTrio:
     @app.after_request
     async def version_header(resp: Response) -> Response:
         resp.headers["X-BackendAI-Version"] = API_VERSION
-        if resp.status_code == 413:
-            # The refused body was never read: the connection cannot carry another
-            # request, so say so and let the server close it after this response.
+        rate = g.get("rate")
+        if rate is not None:
+            resp.headers.update(rate.headers())
+        if resp.status_code >= 400 and (
+            request.content_length or "chunked" in request.headers.get("Transfer-Encoding", "")
+        ):
+            # Refused before its body was read: a kept-alive connection would then wait on
+            # the unread body, so close it (the client opens a new one).
             resp.headers["Connection"] = "close"
         return resp
 
@@ -198,6 +280,10 @@ def create_app(ctx: ManagerContext) -> QuartTrio:
     async def hello() -> Response:
         return json_response({"version": API_VERSION, "manager": __version__})
 
+    @app.route("/openapi.json", methods=["GET"])
+    async def openapi() -> Response:
+        return json_response(openapi_document(request.host_url.rstrip("/")))
+
     add_session_routes(app, ctx)
     add_event_routes(app, ctx)
     add_agent_routes(app, ctx)
@@ -206,4 +292,6 @@ def create_app(ctx: ManagerContext) -> QuartTrio:
     add_file_routes(app, ctx)
     add_image_routes(app, ctx)
     add_group_routes(app, ctx)
+    add_auth_routes(app, ctx)
+    add_gql_routes(app, ctx)
     return app

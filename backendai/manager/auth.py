@@ -128,7 +128,9 @@ async def check_request_signature(
             auth.hash_name,
         )
     if keypair is None or not usable:
-        raise AuthenticationFailed(f"access key {auth.access_key!r} is unknown or inactive")
+        raise AuthenticationFailed(
+            f"access key {auth.access_key!r} is unknown or inactive (or its user is inactive)"
+        )
     if not matched:
         raise AuthenticationFailed(
             f"signature mismatch for access key {auth.access_key!r}: the client must sign "

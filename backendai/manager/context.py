@@ -13,6 +13,7 @@ from ..bus import Event, EventBus
 from ..config import Config
 from ..db import Database
 from .agent_client import AgentClient
+from .ratelimit import MemoryRateWindow, RateWindow
 from .repo import StatusChange
 from .states import event_name
 
@@ -44,6 +45,10 @@ class ManagerContext:
     bus: EventBus
     agents: AgentClient
     manager_id: str
+    # Per-keypair request counts (Redis when the bus is Redis, else this process).
+    rates: RateWindow = field(default_factory=MemoryRateWindow)
+    # Password hashing (scrypt: 16 MiB and ~50 ms a call) runs at most this many at once.
+    kdf_limiter: trio.CapacityLimiter = field(default_factory=lambda: trio.CapacityLimiter(2))
     schedule: Wakeup = field(default_factory=Wakeup)
     launch: Wakeup = field(default_factory=Wakeup)
     terminate: Wakeup = field(default_factory=Wakeup)

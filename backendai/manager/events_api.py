@@ -44,11 +44,7 @@ def add_event_routes(app: QuartTrio, ctx: ManagerContext) -> None:
             or request.args.get("sessionName")
             or request.args.get("name")
         )
-        owner = request.args.get("ownerAccessKey") or caller.owner_access_key
-        if owner != caller.access_key and caller.role not in ("superadmin", "admin"):
-            raise InvalidAPIParameters(
-                f"ownerAccessKey={owner!r}: only administrators may watch another keypair"
-            )
+        owner = caller.owner_access_key  # ownerAccessKey=, checked at authentication
         session_id: str | None = None
         if ref and ref != "*":
             session_id = (await resolve_session(ctx, ref, owner))["id"]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
-from ..db.tables import agents, kernels
+from ..db.tables import agents, kernels, sessions
 from ..errors import (
     APIError,
     Conflict,
@@ -48,7 +49,15 @@ async def main_kernel(ctx: ManagerContext, session: dict[str, Any]) -> KernelTar
                 kernels.c.status == "RUNNING",
             )
         ).first()
-        return None if row is None else (row[0], row[1])
+        if row is None:
+            return None
+        # Code, files and streams are what keeps a session from idling out.
+        c.execute(
+            sessions.update()
+            .where(sessions.c.id == session["id"])
+            .values(last_activity=time.time())
+        )
+        return row[0], row[1]
 
     found = await ctx.db.run(_find)
     if found is None:

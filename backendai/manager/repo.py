@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..db.tables import allocations, kernels, session_history, sessions
+from ..db.tables import allocations, kernels, keypairs, session_history, sessions, users
 from .states import TERMINAL, derive_session_status
 
 __all__ = [
@@ -108,10 +108,20 @@ def list_sessions(
     statuses: Iterable[str] | None,
     limit: int,
     offset: int,
+    *,
+    domain: str | None = None,
 ) -> list[sa.RowMapping]:
+    """Newest first; of one owner (*access_key*), of one *domain*'s keypairs, or of all."""
     q = sa.select(sessions).order_by(sessions.c.created_at.desc()).limit(limit).offset(offset)
     if access_key is not None:
         q = q.where(sessions.c.access_key == access_key)
+    if domain is not None:
+        in_domain = (
+            sa.select(keypairs.c.access_key)
+            .outerjoin(users, users.c.uuid == keypairs.c.user)
+            .where(sa.func.coalesce(users.c.domain_name, "default") == domain)
+        )
+        q = q.where(sessions.c.access_key.in_(in_domain))
     if statuses is not None:
         q = q.where(sessions.c.status.in_(list(statuses)))
     return list(conn.execute(q).mappings())

@@ -317,7 +317,7 @@ def requeue_preempted(conn: sa.Connection, ids: Sequence[str], now: float) -> li
             for c in (
                 "name", "access_key", "session_type", "image", "architecture", "resource_group",
                 "cluster_mode", "cluster_size", "requested_slots", "environ", "tag",
-                "startup_command", "priority", "preemptible",
+                "startup_command", "priority", "preemptible", "domain_name", "group_id",
             )
         }  # fmt: skip
         row |= {"id": sid, "status": "PENDING", "status_changed": now, "created_at": now}

@@ -45,6 +45,8 @@ from ..sched import (
     get_sequencer,
 )
 from . import catalog
+from .admission import policy_limits
+from .policy_limits import group_limits, held_by_group
 
 __all__ = ["PassSnapshot", "SlotsCache", "load_snapshot", "raw_json"]
 
@@ -284,6 +286,8 @@ def load_snapshot(conn: sa.Connection, now: float) -> PassSnapshot:
     )
     snap.last_record = _last_records(conn)
     occupied, running = _live(conn, parsed)
+    policies = policy_limits(conn, {s.access_key for s in pending})
+    held = held_by_group(running, pending)
     group_rows = conn.execute(
         sa.select(resource_groups).where(resource_groups.c.name.in_(list(by_group)))
     ).mappings()
@@ -339,6 +343,7 @@ def load_snapshot(conn: sa.Connection, now: float) -> PassSnapshot:
                 agent_selector=g["agent_selector"],
                 history=history,
                 last_agent=_last_agent(conn, name) if g["agent_selector"] == "roundrobin" else None,
+                limits=group_limits(name, options.keypair_limits, policies, held),
             )
         )
     for name in set(by_group) - seen:

@@ -21,6 +21,7 @@ from .states import TERMINAL
 
 __all__ = ["add_session_routes", "iso", "owner_scope"]
 
+_MAX_OFFSET = 2**31 - 1  # what every database takes as an OFFSET
 _LIVE_CONTAINER = ("PREPARING", "PULLING", "PREPARED", "CREATING", "RUNNING", "TERMINATING")
 
 
@@ -55,6 +56,8 @@ def _session_info(
         "priority": s["priority"],
         "preemptible": s["preemptible"],
         "startsAt": iso(s["starts_at"]),
+        "domainName": s.get("domain_name"),
+        "groupId": s.get("group_id"),
         "resourceGroup": s["resource_group"],
         "scalingGroup": s["resource_group"],
         "clusterMode": s["cluster_mode"],
@@ -137,20 +140,23 @@ def add_session_routes(app: QuartTrio, ctx: ManagerContext) -> None:
             raise InvalidAPIParameters(
                 f"limit/offset: invalid value {request.args.get('limit')!r}/{request.args.get('offset')!r}; expected integers"
             ) from None
-        if not 1 <= limit <= 1000 or offset < 0:
+        if not 1 <= limit <= 1000 or not 0 <= offset <= _MAX_OFFSET:
             raise InvalidAPIParameters(
-                f"limit={limit} offset={offset}: expected 1 <= limit <= 1000 and offset >= 0"
+                f"limit={limit} offset={offset}: expected 1 <= limit <= 1000 and "
+                f"0 <= offset <= {_MAX_OFFSET}"
             )
+        # all=true: every session for a superadmin, the domain's for a domain admin.
+        every = request.args.get("all") in ("1", "true") and not caller.named_owner
         owner = (
-            None
-            if (caller.is_superadmin and request.args.get("all") in ("1", "true"))
-            else caller.owner_access_key
+            None if every and caller.role in ("superadmin", "admin") else caller.owner_access_key
         )
+        domain = caller.domain if owner is None and caller.role == "admin" else None
         wanted = [s.strip().upper() for s in statuses.split(",")] if statuses else None
 
         def _list(c: sa.Connection) -> list[dict[str, Any]]:
             return [
-                _details(c, dict(s)) for s in repo.list_sessions(c, owner, wanted, limit, offset)
+                _details(c, dict(s))
+                for s in repo.list_sessions(c, owner, wanted, limit, offset, domain=domain)
             ]
 
         return json_response({"sessions": await ctx.db.run(_list)})

@@ -27,6 +27,7 @@ from ..errors import (
 )
 from ..sched import ResourceSlots, format_bytes, parse_bytes
 from . import catalog, repo
+from .admission import admit
 from .context import ManagerContext, publish_changes
 from .launcher import fail_session
 from .repo import StatusChange
@@ -70,6 +71,9 @@ class SessionRequest:
     reuse: bool
     architecture: str | None
     priority: int
+    # The project (``group``: a name or an id) and domain the session is for; None: the owner's.
+    project: str | None = None
+    domain: str | None = None
     # preemptible, dependencies, startsAt (see sched_request)
     scheduling: SchedulingRequest = field(default_factory=SchedulingRequest)
 
@@ -169,6 +173,12 @@ def parse_create_request(body: Any) -> SessionRequest:
     if arch is not None:
         _typed(arch, str, "architecture", "an architecture such as x86_64")
     priority = _typed(_opt(body, "priority", default=0), int, "priority", "an integer")
+    project = _opt(body, "group", "group_name")
+    if project is not None:
+        _typed(project, str, "group", "a project name or id")
+    domain = _opt(body, "domain", "domain_name")
+    if domain is not None:
+        _typed(domain, str, "domain", "a domain name")
     return SessionRequest(
         image=image,
         name=name,
@@ -185,6 +195,8 @@ def parse_create_request(body: Any) -> SessionRequest:
         reuse=_flag(_opt(body, "reuseIfExists", "reuse_if_exists", default=True), "reuseIfExists"),
         architecture=arch,
         priority=priority,
+        project=project or None,
+        domain=domain or None,
         scheduling=parse_scheduling_fields(body, stype, time.time()),
     )
 
@@ -252,6 +264,9 @@ def _enqueue(
     )
     slots = _requested_slots(req, labels, known_slots(conn, req.resource_group))
     _check_fits_somewhere(conn, req.resource_group, arch, slots)
+    domain_name, group_id = admit(
+        conn, access_key, req.resource_group, slots, req.cluster_size, req.domain, req.project
+    )
     depends_on = resolve_dependencies(conn, req.scheduling.dependencies, access_key)
     sid = str(uuid.uuid4())
     row = {
@@ -274,6 +289,8 @@ def _enqueue(
         "preemptible": req.scheduling.preemptible,
         "starts_at": req.scheduling.starts_at,
         "created_at": now,
+        "domain_name": domain_name,
+        "group_id": group_id,
     }
     kernel_rows = [
         {
@@ -347,9 +364,14 @@ async def resolve_session(ctx: ManagerContext, ref: str, access_key: str | None)
     return dict(row)
 
 
-async def destroy_session(ctx: ManagerContext, session_id: str, *, forced: bool) -> str:
-    """Cancel a PENDING session, or start terminating a live one; returns the new status."""
-    reason = "force-terminated" if forced else "user-requested"
+async def destroy_session(
+    ctx: ManagerContext, session_id: str, *, forced: bool, reason: str | None = None
+) -> str:
+    """Cancel a PENDING session, or start terminating a live one; returns the new status.
+
+    *reason* (default: ``force-terminated`` or ``user-requested``) is its status info.
+    """
+    reason = reason or ("force-terminated" if forced else "user-requested")
 
     def _destroy(c: sa.Connection) -> tuple[str, StatusChange | None]:
         now = time.time()

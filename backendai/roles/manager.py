@@ -13,6 +13,7 @@ import trio
 
 from ..bus import EventBus
 from ..bus.factory import use_event_bus
+from ..bus.redis import RedisEventBus
 from ..config import Config
 from ..db import open_database
 from ..httpserver import serve_http
@@ -22,6 +23,8 @@ from ..manager.api import create_app
 from ..manager.bootstrap import Credentials, ensure_bootstrap, write_credentials
 from ..manager.context import ManagerContext
 from ..manager.launcher import serve_launcher
+from ..manager.policy_reaper import serve_policy_reaper
+from ..manager.ratelimit import MemoryRateWindow
 from ..manager.scheduling import serve_scheduler
 from ..manager.terminator import serve_terminator
 
@@ -57,13 +60,19 @@ async def serve(
         agents = await stack.enter_async_context(open_agent_client(config.cluster.secret))
         creds = await db.run(ensure_bootstrap)
         ctx = ManagerContext(
-            config=config, db=db, bus=the_bus, agents=agents, manager_id=manager_id
+            config=config,
+            db=db,
+            bus=the_bus,
+            agents=agents,
+            manager_id=manager_id,
+            rates=the_bus if isinstance(the_bus, RedisEventBus) else MemoryRateWindow(),
         )
         async with trio.open_nursery() as nursery:
             await nursery.start(serve_agent_monitor, ctx)
             await nursery.start(serve_scheduler, ctx)
             await nursery.start(serve_launcher, ctx)
             await nursery.start(serve_terminator, ctx)
+            await nursery.start(serve_policy_reaper, ctx)
             port = await nursery.start(serve_http, create_app(ctx), cfg.host, cfg.port, "manager")
             host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
             endpoint = f"http://{host}:{port}"
