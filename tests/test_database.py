@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 import trio
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from backendai.db import current_revision, head_revision, open_database, upgrade
+from backendai.db.migrate import _alembic_config
 from backendai.db.tables import keypairs, metadata, resource_groups, sessions
 from backendai.errors import DatabaseError, UnavailableError
 from tests.services import fresh_pg_database
@@ -76,6 +78,18 @@ async def test_migrated_schema_matches_the_tables(db_url: str) -> None:
 
     async with open_database(db_url) as db:
         assert await db.run(diff) == []
+
+
+async def test_every_migration_goes_down_to_nothing_and_up_again(db_url: str) -> None:
+    def to_base(conn: sa.Connection) -> None:
+        command.downgrade(_alembic_config(conn), "base")
+
+    async with open_database(db_url) as db:
+        await trio.to_thread.run_sync(lambda: db.run_sync(to_base))
+        names = await db.run(lambda conn: set(sa.inspect(conn).get_table_names()))
+        assert names <= {"alembic_version"}
+        await trio.to_thread.run_sync(upgrade, db)
+        assert await trio.to_thread.run_sync(current_revision, db) == head_revision()
 
 
 async def test_upgrade_again_changes_nothing_and_keeps_rows(db_url: str) -> None:

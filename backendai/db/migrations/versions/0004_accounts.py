@@ -179,6 +179,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("sgroups_for_keypairs")
     with op.batch_alter_table("sessions") as batch:
         batch.drop_column("group_id")
         batch.drop_column("domain_name")
