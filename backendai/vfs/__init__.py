@@ -1,7 +1,15 @@
-"""Storage volumes served by the storage proxy role."""
+"""Storage volumes served by the storage proxy role: backends, path safety, transfers."""
 
 from __future__ import annotations
 
+from .backend import FolderUsage, VolumeBackend, check_folder_id, load_backend
 from .volumes import VolumeInfo, list_volumes
 
-__all__ = ["VolumeInfo", "list_volumes"]
+__all__ = [
+    "FolderUsage",
+    "VolumeBackend",
+    "VolumeInfo",
+    "check_folder_id",
+    "list_volumes",
+    "load_backend",
+]
