@@ -179,6 +179,12 @@ class StorageConfig:
     port: int = 6021
     # Volumes root; empty: <data_dir>/volumes.
     volumes_dir: str = ""
+    # Backend per volume, "name=kind,..." (kinds: vfs, btrfs, or a plugin); unnamed volumes: vfs.
+    volume_backends: str = ""
+    # URL clients use to reach this proxy for uploads and downloads; empty: http://host:port.
+    public_url: str = ""
+    # Threads that may do disk work (file I/O, scans) at once.
+    io_threads: int = 16
 
 
 @dataclasses.dataclass(frozen=True)

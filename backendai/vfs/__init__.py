@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from .backend import FolderUsage, VolumeBackend, check_folder_id, load_backend
-from .volumes import VolumeInfo, list_volumes
+from .volumes import VolumeInfo, Volumes, list_volumes, open_volumes
 
 __all__ = [
     "FolderUsage",
     "VolumeBackend",
     "VolumeInfo",
+    "Volumes",
     "check_folder_id",
     "list_volumes",
     "load_backend",
+    "open_volumes",
 ]

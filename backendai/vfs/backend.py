@@ -44,6 +44,9 @@ class VolumeBackend(Protocol):
 
     kind: str
     root: Path
+    # Whether bytes in staging_dir() count in usage() (they do where staging is inside
+    # the folder's quota domain, as with a btrfs subvolume).
+    staging_in_usage: bool
 
     def create_folder(self, folder_id: str, quota_bytes: int | None) -> None:
         """Make an empty folder; Conflict if it exists."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat as statmod
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,7 +67,7 @@ def _dir(root: Path, raw: str) -> Path:
     return path
 
 
-def iter_dir(root: Path, raw: str, *, batch: int = 1000) -> Iterator[list[DirEntry]]:
+def iter_dir(root: Path, raw: str, *, batch: int = 1000) -> Generator[list[DirEntry], None, None]:
     """The entries of directory *raw*, in batches, in the file system's order (not sorted).
 
     A generator over ``os.scandir``: a directory of any size streams in

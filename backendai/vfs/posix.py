@@ -68,6 +68,7 @@ def quota_message(folder_id: str, quota: int, used: int, pending: int, nbytes: i
 
 class VfsBackend:
     kind = "vfs"
+    staging_in_usage = False
 
     def __init__(self, root: Path) -> None:
         self.root = root

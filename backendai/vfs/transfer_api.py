@@ -1,0 +1,255 @@
+"""The storage proxy's client-facing API: tus 1.0 uploads and downloads, authorised by token.
+
+A bare ASGI application (no framework between the socket and the disk): the
+request body is pulled from the server as it is written, so a slow disk holds
+the client back instead of filling memory, and bytes go to and from the disk
+in large chunks on worker threads.
+
+- ``OPTIONS /upload``: tus capabilities.
+- ``POST /upload?token=``: tus creation (``Upload-Length`` must match the token).
+- ``HEAD /upload?token=``: ``Upload-Offset`` and ``Upload-Length``.
+- ``PATCH /upload?token=``: bytes at ``Upload-Offset`` (409 when it is not the
+  current offset); the file appears at its path when the last byte is in.
+- ``GET /download?token=``: a file (``Range: bytes=`` honoured), or a directory
+  as a streamed zip.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qs
+
+import trio
+
+from ..config import Secret
+from ..errors import APIError, Conflict, InvalidAPIParameters
+from . import uploads
+from .downloads import serve_download
+from .tokens import Operation, TransferClaims, verify_token
+from .volumes import Volumes
+
+__all__ = ["CHUNK", "TransferApp"]
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+CHUNK = 8 * 1024 * 1024
+_TUS = [(b"tus-resumable", b"1.0.0")]
+_PROBLEM_BASE = "https://api.backend.ai/probs/"
+
+
+async def respond(
+    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes = b""
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def respond_problem(send: Send, e: APIError) -> None:
+    body = {"type": _PROBLEM_BASE + e.slug, "title": e.title, "msg": str(e)}
+    await respond(
+        send,
+        e.status,
+        [*_TUS, (b"content-type", b"application/problem+json")],
+        json.dumps(body).encode(),
+    )
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for k, v in scope["headers"]:
+        if k.lower() == name:
+            return bytes(v).decode("latin-1")
+    return None
+
+
+def _int_header(scope: Scope, name: bytes) -> int | None:
+    raw = _header(scope, name)
+    if raw is None:
+        return None
+    if not raw.isdigit():
+        raise InvalidAPIParameters(f"header {name.decode()}: {raw!r} is not a non-negative integer")
+    return int(raw)
+
+
+class TransferApp:
+    """ASGI app for /upload and /download; anything else goes to *fallback*."""
+
+    def __init__(
+        self,
+        volumes: Volumes,
+        secret: Secret,
+        fallback: Any,  # an ASGI app (QuartTrio's own scope types do not unify with ours)
+        *,
+        limiter: trio.CapacityLimiter,
+    ) -> None:
+        self._volumes = volumes
+        self._secret = secret
+        self._fallback = fallback
+        self._limiter = limiter
+        self._folder_locks: dict[tuple[str, str], trio.Lock] = {}
+        self._busy: set[str] = set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in ("/upload", "/download"):
+            await self._fallback(scope, receive, send)
+            return
+        try:
+            await self._dispatch(scope, receive, send)
+        except APIError as e:
+            log.info("%s %s refused: %s", scope["method"], scope["path"], e)
+            await respond_problem(send, e)
+
+    def _thread(self, fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+        return trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        if scope["path"] == "/upload" and method == "OPTIONS":
+            await respond(
+                send,
+                204,
+                [
+                    *_TUS,
+                    (b"tus-version", b"1.0.0"),
+                    (b"tus-extension", b"creation"),
+                    (b"tus-max-size", str(2**62).encode()),
+                ],
+            )
+            return
+        query = parse_qs(bytes(scope["query_string"]).decode("latin-1"))
+        token = (query.get("token") or [""])[0]
+        if not token:
+            raise InvalidAPIParameters("query parameter 'token' is missing")
+        op: Operation = "download" if scope["path"] == "/download" else "upload"
+        claims = verify_token(self._secret, token, op, now=time.time())
+        backend = self._volumes.get(claims.volume)
+        if op == "download":
+            if method not in ("GET", "HEAD"):
+                raise InvalidAPIParameters(f"method {method} on /download; expected GET")
+            await serve_download(backend, claims, scope, send, thread=self._thread)
+            return
+        dst_dir = (query.get("dst_dir") or [""])[0] or None
+        path = uploads.destination(claims, dst_dir)
+        if method == "HEAD":
+            await self._head(backend, claims, path, send)
+        elif method == "POST":
+            length = _int_header(scope, b"upload-length")
+            if length is not None and length != claims.size:
+                raise InvalidAPIParameters(
+                    f"Upload-Length {length} differs from the {claims.size} bytes the token allows"
+                )
+            up = await self._begin(backend, claims, path)
+            location = f"{scope['path']}?{bytes(scope['query_string']).decode('latin-1')}"
+            if up.offset == up.length:
+                await self._thread(uploads.finish_upload, backend, claims.folder, up)
+            await respond(
+                send,
+                201,
+                [*_TUS, (b"location", location.encode()), (b"upload-offset", b"%d" % up.offset)],
+            )
+        elif method == "PATCH":
+            await self._patch(backend, claims, path, scope, receive, send)
+        else:
+            raise InvalidAPIParameters(f"method {method} on /upload; expected a tus 1.0 method")
+
+    async def _begin(self, backend: Any, claims: TransferClaims, path: str) -> uploads.Upload:
+        lock = self._folder_locks.setdefault((claims.volume, claims.folder), trio.Lock())
+        async with lock:
+            up: uploads.Upload = await self._thread(uploads.begin_upload, backend, claims, path)
+        return up
+
+    async def _head(self, backend: Any, claims: TransferClaims, path: str, send: Send) -> None:
+        up = await self._thread(uploads.find_upload, backend, claims, path)
+        offset = 0 if up is None else up.offset
+        await respond(
+            send,
+            200,
+            [
+                *_TUS,
+                (b"upload-offset", b"%d" % offset),
+                (b"upload-length", b"%d" % (claims.size or 0)),
+                (b"cache-control", b"no-store"),
+            ],
+        )
+
+    async def _patch(
+        self,
+        backend: Any,
+        claims: TransferClaims,
+        path: str,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        ctype = _header(scope, b"content-type") or ""
+        if ctype.split(";")[0].strip() != "application/offset+octet-stream":
+            raise InvalidAPIParameters(
+                f"Content-Type {ctype!r}; expected application/offset+octet-stream"
+            )
+        offset = _int_header(scope, b"upload-offset")
+        if offset is None:
+            raise InvalidAPIParameters("header Upload-Offset is missing")
+        up = await self._begin(backend, claims, path)
+        if up.key in self._busy:
+            raise Conflict(f"another PATCH is writing {path!r}; retry after HEAD")
+        if offset != up.offset:
+            raise Conflict(f"Upload-Offset {offset} is not the current offset {up.offset}")
+        declared = _int_header(scope, b"content-length")
+        if declared is not None and offset + declared > up.length:
+            raise InvalidAPIParameters(
+                f"{declared} bytes at offset {offset} go past the upload's length {up.length}"
+            )
+        self._busy.add(up.key)
+        try:
+            offset = await self._receive_into(up, offset, receive)
+        finally:
+            self._busy.discard(up.key)
+        if offset == up.length:
+            await self._thread(uploads.finish_upload, backend, claims.folder, up)
+            log.info("upload of %s (%d bytes) to %s complete", path, up.length, claims.folder)
+        await respond(send, 204, [*_TUS, (b"upload-offset", b"%d" % offset)])
+
+    async def _receive_into(self, up: uploads.Upload, offset: int, receive: Receive) -> int:
+        """Write the request body at *offset* in large chunks; the offset reached.
+
+        What arrived before a disconnect or cancellation is written, so a resume
+        starts after it.
+        """
+        buf = bytearray()
+        more = True
+        flush = True
+        try:
+            while more:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    break
+                buf += message.get("body", b"")
+                more = bool(message.get("more_body"))
+                if offset + len(buf) > up.length:
+                    raise InvalidAPIParameters(
+                        f"the body goes past the upload's length {up.length} at offset {offset}"
+                    )
+                if len(buf) >= CHUNK:
+                    data, buf = buf, bytearray()
+                    offset = await self._thread(uploads.append_chunk, up, offset, data)
+        except APIError:
+            flush = False  # the upload was refused (quota, length): nothing more to keep
+            raise
+        finally:
+            if flush and buf and offset + len(buf) <= up.length:
+                with trio.move_on_after(30, shield=True):
+                    offset = await self._thread(uploads.append_chunk, up, offset, buf)
+        return offset

@@ -1,0 +1,146 @@
+"""Resumable uploads on disk: the state behind tus, kept so a restarted proxy resumes.
+
+An upload is named by its token's claims (volume, folder, path, size), so a
+client that asks the manager for a fresh token after a crash lands on the
+same partial file.  Its bytes grow in the folder's staging directory
+(``<key>.part``, described by ``<key>.json``) and are published at their path
+by one rename when complete: a reader never sees a partial file.  The offset
+is the part file's size, so it survives a killed process.  Blocking: called
+from worker threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import Conflict, InvalidAPIParameters, QuotaExceeded
+from .backend import VolumeBackend
+from .paths import relative_path, resolve_inside
+from .tokens import TransferClaims
+
+__all__ = [
+    "Upload",
+    "abort_upload",
+    "append_chunk",
+    "begin_upload",
+    "destination",
+    "find_upload",
+    "finish_upload",
+]
+
+
+@dataclass(frozen=True)
+class Upload:
+    key: str
+    path: str  # folder-relative destination
+    length: int
+    offset: int
+    part: Path
+
+
+def _key(claims: TransferClaims, path: str) -> str:
+    raw = f"{claims.volume}\0{claims.folder}\0{path}\0{claims.size}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def _pending(staging: Path, backend: VolumeBackend, skip: str) -> int:
+    """Bytes promised to the folder's other unfinished uploads and not yet in its usage."""
+    total = 0
+    for meta in staging.glob("*.json"):
+        if meta.stem == skip:
+            continue
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            length = int(json.loads(meta.read_text())["length"])
+            written = meta.with_suffix(".part").stat().st_size if backend.staging_in_usage else 0
+            total += max(0, length - written)
+    return total
+
+
+def destination(claims: TransferClaims, dst_dir: str | None) -> str:
+    """The folder-relative path the upload lands at (under *dst_dir* when given)."""
+    rel = relative_path(claims.path, allow_root=False)
+    if dst_dir:
+        rel = relative_path(dst_dir) / rel
+    return str(rel)
+
+
+def find_upload(backend: VolumeBackend, claims: TransferClaims, path: str) -> Upload | None:
+    key = _key(claims, path)
+    staging = backend.staging_dir(claims.folder)
+    part = staging / f"{key}.part"
+    try:
+        offset = part.stat().st_size
+    except FileNotFoundError:
+        return None
+    return Upload(key, path, int(claims.size or 0), offset, part)
+
+
+def begin_upload(backend: VolumeBackend, claims: TransferClaims, path: str) -> Upload:
+    """The upload for these claims, made (quota reserved) if it is new.
+
+    The caller serialises calls per folder, so two new uploads cannot both
+    take the last free bytes.
+    """
+    if claims.size is None or claims.size < 0:
+        raise InvalidAPIParameters(f"upload token carries size {claims.size!r}; expected >= 0")
+    found = find_upload(backend, claims, path)
+    if found is not None:
+        return found
+    key = _key(claims, path)
+    staging = backend.staging_dir(claims.folder)
+    backend.reserve(claims.folder, claims.size, _pending(staging, backend, key))
+    meta = staging / f"{key}.json"
+    meta.write_text(json.dumps({"path": path, "length": claims.size}))
+    part = staging / f"{key}.part"
+    part.touch()
+    return Upload(key, path, claims.size, 0, part)
+
+
+def append_chunk(upload: Upload, offset: int, data: bytes | bytearray) -> int:
+    """Write *data* at *offset* of the part file; the new offset.
+
+    Out of quota or space (EDQUOT, ENOSPC): the upload is dropped, then QuotaExceeded.
+    """
+    fd = os.open(upload.part, os.O_WRONLY)
+    try:
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.pwrite(fd, view, offset)
+            except OSError as e:
+                if e.errno in (errno.EDQUOT, errno.ENOSPC):
+                    abort_upload(upload)
+                    raise QuotaExceeded(
+                        f"writing {upload.path!r} at offset {offset}: {os.strerror(e.errno)}"
+                    ) from None
+                raise
+            offset += n
+            view = view[n:]
+    finally:
+        os.close(fd)
+    return offset
+
+
+def abort_upload(upload: Upload) -> None:
+    upload.part.unlink(missing_ok=True)
+    upload.part.with_suffix(".json").unlink(missing_ok=True)
+
+
+def finish_upload(backend: VolumeBackend, folder: str, upload: Upload) -> None:
+    """Publish a complete upload at its path (one rename); parents are made as needed."""
+    root = backend.mount_path(folder)
+    rel = relative_path(upload.path, allow_root=False)
+    parent = resolve_inside(root, rel.parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    resolve_inside(root, rel.parent)  # a parent raced into a symlink leading out is refused
+    dest = resolve_inside(root, rel, follow_last=False)
+    if dest.is_dir() and not dest.is_symlink():
+        raise Conflict(f"cannot upload to {upload.path!r}: a directory is there")
+    os.replace(upload.part, dest)
+    upload.part.with_suffix(".json").unlink(missing_ok=True)
