@@ -112,6 +112,10 @@ class ManagerConfig:
     max_wait_limit: float = 600.0
     # Grace period for in-flight requests at shutdown.
     shutdown_timeout: float = 10.0
+    # The storage proxy's manager-facing API; empty: http://<storage.host>:<storage.port>.
+    storage_url: str = ""
+    # Seconds an upload or download token handed to a client stays valid.
+    transfer_token_ttl: float = 3600.0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,6 +10,8 @@ import os
 import zipfile
 from pathlib import Path
 
+import trio
+
 from .storage import Proxy, open_proxy
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -193,6 +195,15 @@ async def test_quota_refuses_an_upload_and_leaves_nothing(tmp_path: Path) -> Non
         assert body["type"].endswith("/vfolder-quota-exceeded")
         assert "folder 'small' would exceed its quota of 976.6 KiB (1000000 bytes)" in body["msg"]
         assert "600000 bytes used, 300000 promised to unfinished uploads" in body["msg"]
+        # A refused body far larger than what the proxy drains still gets its answer.
+        huge = p.token("upload", "small", "c.bin", size=40 * 1024 * 1024)
+        with trio.fail_after(30):
+            r = await p.client.patch(
+                f"/upload?token={huge}",
+                content=b"w" * (40 * 1024 * 1024),
+                headers={**PATCH, "Upload-Offset": "0"},
+            )
+        assert r.status_code == 413
         assert sorted(os.listdir(root)) == ["existing"]
 
 

@@ -127,6 +127,7 @@ def create_app(ctx: ManagerContext) -> QuartTrio:
     from .events_api import add_event_routes
     from .exec_api import add_exec_routes
     from .files_api import add_file_routes
+    from .folders_api import add_folder_routes
     from .groups_api import add_group_routes
     from .images_api import add_image_routes
     from .session_api import add_session_routes
@@ -202,4 +203,5 @@ def create_app(ctx: ManagerContext) -> QuartTrio:
     add_file_routes(app, ctx)
     add_image_routes(app, ctx)
     add_group_routes(app, ctx)
+    add_folder_routes(app, ctx)
     return app

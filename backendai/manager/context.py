@@ -15,6 +15,7 @@ from ..db import Database
 from .agent_client import AgentClient
 from .repo import StatusChange
 from .states import event_name
+from .storage_client import StorageClient
 
 __all__ = ["ManagerContext", "Wakeup", "publish_changes"]
 
@@ -44,6 +45,7 @@ class ManagerContext:
     bus: EventBus
     agents: AgentClient
     manager_id: str
+    storage: StorageClient
     schedule: Wakeup = field(default_factory=Wakeup)
     launch: Wakeup = field(default_factory=Wakeup)
     terminate: Wakeup = field(default_factory=Wakeup)

@@ -40,13 +40,13 @@ async def serve(
     volumes = await trio.to_thread.run_sync(open_volumes, root, cfg.volume_backends)
     limiter = trio.CapacityLimiter(cfg.io_threads)
     secret = config.cluster.secret
-    app = TransferApp(
-        volumes, secret, create_manager_app(volumes, secret, limiter), limiter=limiter
-    )
+    manager_app = create_manager_app(volumes, secret, limiter)
+    app = TransferApp(volumes, secret, manager_app, limiter=limiter)
     async with trio.open_nursery() as nursery:
         port = await nursery.start(serve_http, app, cfg.host, cfg.port, "storage proxy")
         host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
         endpoint = f"http://{host}:{port}"
+        manager_app.config["BACKENDAI_PUBLIC_URL"] = cfg.public_url or endpoint
         task_status.started(
             StorageInfo(endpoint, cfg.public_url or endpoint, tuple(volumes.names()))
         )

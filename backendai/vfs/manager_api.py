@@ -102,7 +102,12 @@ def create_manager_app(
     @app.route("/v1/volumes")
     async def list_volumes() -> Response:
         infos = await run(volumes.info)
-        return _json({"volumes": [asdict(v) for v in infos]})
+        return _json(
+            {
+                "volumes": [asdict(v) for v in infos],
+                "public_url": app.config.get("BACKENDAI_PUBLIC_URL", ""),
+            }
+        )
 
     @app.route("/v1/folders/<vol>", methods=["POST"])
     async def create(vol: str) -> Response:

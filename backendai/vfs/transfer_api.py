@@ -41,6 +41,7 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 CHUNK = 8 * 1024 * 1024
+_DRAIN_LIMIT = 16 * 1024 * 1024
 _TUS = [(b"tus-resumable", b"1.0.0")]
 _PROBLEM_BASE = "https://api.backend.ai/probs/"
 
@@ -58,14 +59,31 @@ async def respond(
     await send({"type": "http.response.body", "body": body})
 
 
-async def respond_problem(send: Send, e: APIError) -> None:
+async def respond_problem(send: Send, e: APIError, *, close: bool = False) -> None:
     body = {"type": _PROBLEM_BASE + e.slug, "title": e.title, "msg": str(e)}
-    await respond(
-        send,
-        e.status,
-        [*_TUS, (b"content-type", b"application/problem+json")],
-        json.dumps(body).encode(),
-    )
+    headers = [*_TUS, (b"content-type", b"application/problem+json")]
+    if close:
+        headers.append((b"connection", b"close"))
+    await respond(send, e.status, headers, json.dumps(body).encode())
+
+
+class _BodyTracker:
+    """Passes ASGI messages through, noting whether the request body has ended."""
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self.done = False
+
+    async def receive(self) -> MutableMapping[str, Any]:
+        message = await self._receive()
+        if message["type"] == "http.disconnect" or not message.get("more_body"):
+            self.done = True
+        return message
+
+    async def drain(self, limit: int) -> None:
+        taken = 0
+        while not self.done and taken < limit:
+            taken += len((await self.receive()).get("body", b""))
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -106,11 +124,16 @@ class TransferApp:
         if scope["type"] != "http" or scope["path"] not in ("/upload", "/download"):
             await self._fallback(scope, receive, send)
             return
+        body = _BodyTracker(receive)
         try:
-            await self._dispatch(scope, receive, send)
+            await self._dispatch(scope, body.receive, send)
         except APIError as e:
             log.info("%s %s refused: %s", scope["method"], scope["path"], e)
-            await respond_problem(send, e)
+            # A client still sending a refused body reads no answer until the body is gone:
+            # take a little of it, and otherwise close the connection after answering.
+            with trio.move_on_after(5):
+                await body.drain(_DRAIN_LIMIT)
+            await respond_problem(send, e, close=not body.done)
 
     def _thread(self, fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
         return trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
