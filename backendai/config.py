@@ -189,6 +189,11 @@ class StorageConfig:
     public_url: str = ""
     # Threads that may do disk work (file I/O, scans) at once.
     io_threads: int = 16
+    # Owner given to folders and to what the proxy writes, so kernels (this uid) can write
+    # in read-write mounts; -1 or a proxy not running as root: files keep the proxy's owner.
+    kernel_uid: int = 1000
+    # Group of folders and written files (see kernel_uid); -1: the proxy's own.
+    kernel_gid: int = 1000
 
 
 @dataclasses.dataclass(frozen=True)

@@ -142,6 +142,8 @@ sessions = sa.Table(
     sa.Column("cluster_size", sa.Integer, nullable=False),
     sa.Column("requested_slots", sa.JSON, nullable=False),  # per kernel
     sa.Column("environ", sa.JSON, nullable=False, default=dict),
+    # Folder mounts: [{name, folder_id, host_path, container_path, mode}]; NULL: none.
+    sa.Column("mounts", sa.JSON, nullable=True),
     sa.Column("tag", sa.String(256), nullable=True),
     sa.Column("startup_command", sa.Text, nullable=True),
     sa.Column("priority", sa.Integer, nullable=False, default=0),

@@ -8,6 +8,7 @@ go to the bare ASGI transfer app, everything else to the manager-facing API
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -37,7 +38,10 @@ async def serve(
 ) -> NoReturn:
     cfg = config.storage
     root = config.data_dir / "volumes" if not cfg.volumes_dir else Path(cfg.volumes_dir)
-    volumes = await trio.to_thread.run_sync(open_volumes, root, cfg.volume_backends)
+    owner: tuple[int, int] | None = (cfg.kernel_uid, cfg.kernel_gid)
+    if -1 in (cfg.kernel_uid, cfg.kernel_gid) or os.geteuid() != 0:
+        owner = None  # only root can give files away
+    volumes = await trio.to_thread.run_sync(open_volumes, root, cfg.volume_backends, owner)
     limiter = trio.CapacityLimiter(cfg.io_threads)
     secret = config.cluster.secret
     manager_app = create_manager_app(volumes, secret, limiter)

@@ -12,16 +12,19 @@ import shutil
 import stat as statmod
 from collections.abc import Generator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from ..errors import Conflict, InvalidAPIParameters, NotFound
 from .paths import relative_path, resolve_inside
 
 __all__ = [
     "DirEntry",
+    "Owner",
     "delete_paths",
+    "give",
     "iter_dir",
     "make_dir",
+    "make_dirs_owned",
     "move_path",
     "rename_path",
     "stat_entry",
@@ -97,12 +100,43 @@ def stat_entry(root: Path, raw: str) -> DirEntry:
         raise NotFound(f"path {raw!r} not found in the folder") from None
 
 
-def make_dir(root: Path, raw: str, *, parents: bool = False, exist_ok: bool = False) -> None:
+Owner = tuple[int, int] | None
+
+
+def give(path: Path, owner: Owner) -> None:
+    """Hand *path* to the kernels' uid/gid (see ``storage.kernel_uid``); None: leave it."""
+    if owner is not None:
+        os.chown(path, *owner, follow_symlinks=False)
+
+
+def make_dirs_owned(root: Path, rel: PurePosixPath, owner: Owner) -> Path:
+    """Make directory *rel* and its missing parents inside *root*, each given to *owner*."""
+    path = root
+    for i in range(1, len(rel.parts) + 1):
+        path = resolve_inside(root, PurePosixPath(*rel.parts[:i]))
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        give(path, owner)
+    return path
+
+
+def make_dir(
+    root: Path, raw: str, *, parents: bool = False, exist_ok: bool = False, owner: Owner = None
+) -> None:
     rel = relative_path(raw, allow_root=False)
     resolve_inside(root, rel.parent)
     path = resolve_inside(root, rel, follow_last=False)
     try:
-        path.mkdir(parents=parents, exist_ok=exist_ok)
+        if parents:
+            existed = path.is_dir()
+            make_dirs_owned(root, rel, owner)
+            if existed and not exist_ok:
+                raise FileExistsError
+        else:
+            path.mkdir(exist_ok=exist_ok)
+            give(path, owner)
     except FileExistsError:
         raise Conflict(f"path {raw!r} already exists in the folder") from None
     except FileNotFoundError:

@@ -114,6 +114,7 @@ def create_manager_app(
         body = await _body()
         b, fid = folder(vol, body.get("id", ""))
         await run(b.create_folder, fid, body.get("quota_bytes"))
+        await run(fileops.give, b.mount_path(fid), volumes.owner)
         return _json({"id": fid, "mount_path": str(b.mount_path(fid))}, 201)
 
     @app.route("/v1/folders/<vol>/<fid>", methods=["GET"])
@@ -143,6 +144,7 @@ def create_manager_app(
         b, fid = folder(vol, fid)
         target = check_folder_id((await _body()).get("target_id", ""))
         await run(b.clone_folder, fid, target)
+        await run(fileops.give, b.mount_path(target), volumes.owner)
         return _json({"id": target, "mount_path": str(b.mount_path(target))}, 201)
 
     @app.route("/v1/folders/<vol>/<fid>/quota", methods=["GET", "PUT"])
@@ -202,6 +204,7 @@ def create_manager_app(
             body.get("path", ""),
             parents=bool(body.get("parents", False)),
             exist_ok=bool(body.get("exist_ok", False)),
+            owner=volumes.owner,
         )
         return Response(b"", status=204)
 

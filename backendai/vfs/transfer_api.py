@@ -177,7 +177,9 @@ class TransferApp:
             up = await self._begin(backend, claims, path)
             location = f"{scope['path']}?{bytes(scope['query_string']).decode('latin-1')}"
             if up.offset == up.length:
-                await self._thread(uploads.finish_upload, backend, claims.folder, up)
+                await self._thread(
+                    uploads.finish_upload, backend, claims.folder, up, self._volumes.owner
+                )
             await respond(
                 send,
                 201,
@@ -241,7 +243,9 @@ class TransferApp:
         finally:
             self._busy.discard(up.key)
         if offset == up.length:
-            await self._thread(uploads.finish_upload, backend, claims.folder, up)
+            await self._thread(
+                uploads.finish_upload, backend, claims.folder, up, self._volumes.owner
+            )
             log.info("upload of %s (%d bytes) to %s complete", path, up.length, claims.folder)
         await respond(send, 204, [*_TUS, (b"upload-offset", b"%d" % offset)])
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..errors import Conflict, InvalidAPIParameters, QuotaExceeded
 from .backend import VolumeBackend
+from .fileops import Owner, give, make_dirs_owned
 from .paths import relative_path, resolve_inside
 from .tokens import TransferClaims
 
@@ -132,13 +133,13 @@ def abort_upload(upload: Upload) -> None:
     upload.part.with_suffix(".json").unlink(missing_ok=True)
 
 
-def finish_upload(backend: VolumeBackend, folder: str, upload: Upload) -> None:
+def finish_upload(backend: VolumeBackend, folder: str, upload: Upload, owner: Owner = None) -> None:
     """Publish a complete upload at its path (one rename); parents are made as needed."""
     root = backend.mount_path(folder)
     rel = relative_path(upload.path, allow_root=False)
-    parent = resolve_inside(root, rel.parent)
-    parent.mkdir(parents=True, exist_ok=True)
+    make_dirs_owned(root, rel.parent, owner)
     resolve_inside(root, rel.parent)  # a parent raced into a symlink leading out is refused
+    give(upload.part, owner)
     dest = resolve_inside(root, rel, follow_last=False)
     if dest.is_dir() and not dest.is_symlink():
         raise Conflict(f"cannot upload to {upload.path!r}: a directory is there")

@@ -45,8 +45,12 @@ def parse_volume_backends(spec: str) -> dict[str, str]:
 class Volumes:
     """The volumes of one storage proxy, by name."""
 
-    def __init__(self, backends: dict[str, VolumeBackend]) -> None:
+    def __init__(
+        self, backends: dict[str, VolumeBackend], owner: tuple[int, int] | None = None
+    ) -> None:
         self._backends = backends
+        # Who folders and written files belong to (the kernels' uid/gid); None: the proxy.
+        self.owner = owner
 
     def get(self, name: str) -> VolumeBackend:
         try:
@@ -69,7 +73,9 @@ class Volumes:
         return out
 
 
-def open_volumes(root: Path, backends_spec: str = "") -> Volumes:
+def open_volumes(
+    root: Path, backends_spec: str = "", owner: tuple[int, int] | None = None
+) -> Volumes:
     """One volume per directory under *root* (``local`` made when none exists).  Blocking."""
     kinds = parse_volume_backends(backends_spec)
     root.mkdir(parents=True, exist_ok=True)
@@ -85,7 +91,7 @@ def open_volumes(root: Path, backends_spec: str = "") -> Volumes:
         for p in sorted(root.iterdir())
         if p.is_dir() and not p.name.startswith(".")
     }
-    return Volumes(backends)
+    return Volumes(backends, owner)
 
 
 def list_volumes(root: Path) -> list[VolumeInfo]:

@@ -1,4 +1,4 @@
-"""virtual folders: vfolders, vfolder_permissions, vfolder_invitations
+"""virtual folders: vfolders, vfolder_permissions, vfolder_invitations, sessions.mounts
 
 Revision ID: 0005
 Revises: 0003
@@ -60,9 +60,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_vfolder_invitations")),
     )
     op.create_index("ix_vfolder_invitations_invitee", "vfolder_invitations", ["invitee"])
+    with op.batch_alter_table("sessions") as batch:
+        batch.add_column(sa.Column("mounts", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("sessions") as batch:
+        batch.drop_column("mounts")
     op.drop_index("ix_vfolder_invitations_invitee", table_name="vfolder_invitations")
     op.drop_table("vfolder_invitations")
     op.drop_table("vfolder_permissions")
