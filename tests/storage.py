@@ -27,8 +27,10 @@ class Proxy:
     manager: httpx.AsyncClient  # the manager-facing API, with the cluster secret
     client: httpx.AsyncClient  # the client-facing API, no credentials
 
-    def token(self, op: str, folder: str, path: str, *, ttl: float = 600, **kw: Any) -> str:
-        claims = TransferClaims(op, "local", folder, path, time.time() + ttl, **kw)  # type: ignore[arg-type]
+    def token(
+        self, op: str, folder: str, path: str, *, ttl: float = 600, volume: str = "local", **kw: Any
+    ) -> str:
+        claims = TransferClaims(op, volume, folder, path, time.time() + ttl, **kw)  # type: ignore[arg-type]
         return issue_token(self.config.cluster.secret, claims)
 
 

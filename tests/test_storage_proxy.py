@@ -13,6 +13,7 @@ from pathlib import Path
 import trio
 
 from .storage import Proxy, open_proxy
+from .volumes import btrfs_volume
 
 TUS = {"Tus-Resumable": "1.0.0"}
 PATCH = {**TUS, "Content-Type": "application/offset+octet-stream"}
@@ -260,3 +261,32 @@ async def test_forged_folder_and_other_secret_refused(tmp_path: Path) -> None:
         r = await p.client.get(f"/download?token={head}.{forged_body}.{sig}")
         assert r.status_code == 401
         assert "bad signature" in r.json()["msg"]
+
+
+async def test_btrfs_quota_is_enforced_by_the_kernel(tmp_path: Path) -> None:
+    # A session writing into the folder after the upload began takes the space; the upload's
+    # own writes then fail (EDQUOT) and it is dropped whole.
+    with btrfs_volume(tmp_path, size_mib=300, at=tmp_path / "volumes" / "fast"):
+        async with open_proxy(tmp_path, volume_backends="fast=btrfs") as p:
+            r = await p.manager.post(
+                "/v1/folders/fast", json={"id": "q", "quota_bytes": 4 * 1024 * 1024}
+            )
+            assert r.status_code == 201, r.text
+            root = Path(r.json()["mount_path"])
+            size = 3 * 1024 * 1024
+            url = f"/upload?token={p.token('upload', 'q', 'up.bin', size=size, volume='fast')}"
+            assert (await p.client.post(url, headers=TUS)).status_code == 201
+            (root / "by-session.bin").write_bytes(os.urandom(3 * 1024 * 1024))
+            os.sync()
+            r = await p.client.patch(
+                url, content=os.urandom(size), headers={**PATCH, "Upload-Offset": "0"}
+            )
+            assert r.status_code == 413, r.text
+            assert "writing 'up.bin' at offset" in r.json()["msg"]
+            assert "quota exceeded" in r.json()["msg"].lower()
+            assert sorted(os.listdir(root)) == ["by-session.bin"]
+            assert os.listdir(root.parent / "staging") == []
+            info = (await p.manager.get("/v1/folders/fast/q")).json()
+            assert info["backend"] == "btrfs"
+            assert info["file_count"] is None
+            assert 3 * 1024 * 1024 <= info["used_bytes"] < 4 * 1024 * 1024

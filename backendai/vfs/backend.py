@@ -25,7 +25,7 @@ _FOLDER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 @dataclass(frozen=True)
 class FolderUsage:
-    file_count: int
+    file_count: int | None  # None: the backend cannot count without a scan
     used_bytes: int
 
 

@@ -24,7 +24,14 @@ from pathlib import Path
 from ..errors import Conflict, InvalidAPIParameters, QuotaExceeded, VFolderNotFound
 from .backend import FolderUsage, check_folder_id
 
-__all__ = ["VfsBackend", "scan_usage"]
+__all__ = [
+    "VfsBackend",
+    "check_quota_value",
+    "quota_message",
+    "read_quota",
+    "scan_usage",
+    "write_quota",
+]
 
 
 def scan_usage(root: Path) -> FolderUsage:
@@ -47,6 +54,21 @@ def scan_usage(root: Path) -> FolderUsage:
                     used += entry.stat(follow_symlinks=False).st_size
                     files += 1
     return FolderUsage(files, used)
+
+
+def read_quota(meta: Path) -> int | None:
+    """The quota recorded in *meta* (``{"quota_bytes": N}``); None when absent."""
+    try:
+        value = json.loads(meta.read_text()).get("quota_bytes")
+    except FileNotFoundError:
+        return None
+    return int(value) if value is not None else None
+
+
+def write_quota(meta: Path, quota_bytes: int | None) -> None:
+    tmp = meta.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"quota_bytes": quota_bytes}))
+    os.replace(tmp, meta)
 
 
 def _human(n: int) -> str:
@@ -102,7 +124,7 @@ class VfsBackend:
         return path
 
     def create_folder(self, folder_id: str, quota_bytes: int | None) -> None:
-        _check_quota_value(quota_bytes)
+        check_quota_value(quota_bytes)
         self._make_dir(folder_id)
         self._write_quota(folder_id, quota_bytes)
 
@@ -129,22 +151,15 @@ class VfsBackend:
 
     def get_quota(self, folder_id: str) -> int | None:
         self._existing(folder_id)
-        try:
-            value = json.loads(self._meta(folder_id).read_text()).get("quota_bytes")
-        except FileNotFoundError:
-            return None
-        return int(value) if value is not None else None
+        return read_quota(self._meta(folder_id))
 
     def set_quota(self, folder_id: str, quota_bytes: int | None) -> None:
-        _check_quota_value(quota_bytes)
+        check_quota_value(quota_bytes)
         self._existing(folder_id)
         self._write_quota(folder_id, quota_bytes)
 
     def _write_quota(self, folder_id: str, quota_bytes: int | None) -> None:
-        meta = self._meta(folder_id)
-        tmp = meta.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"quota_bytes": quota_bytes}))
-        os.replace(tmp, meta)
+        write_quota(self._meta(folder_id), quota_bytes)
 
     def usage(self, folder_id: str) -> FolderUsage:
         return scan_usage(self._existing(folder_id))
@@ -158,7 +173,7 @@ class VfsBackend:
             raise QuotaExceeded(quota_message(folder_id, quota, used, pending, nbytes))
 
 
-def _check_quota_value(quota_bytes: int | None) -> None:
+def check_quota_value(quota_bytes: int | None) -> None:
     if quota_bytes is not None and (
         not isinstance(quota_bytes, int) or isinstance(quota_bytes, bool) or quota_bytes <= 0
     ):
