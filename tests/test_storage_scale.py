@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.lowlevel
 
 from .storage import open_proxy
 
@@ -67,7 +68,7 @@ async def test_usage_scan_leaves_the_event_loop_free(tmp_path: Path) -> None:
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(scan)
-                await trio.sleep(0)
+                await trio.lowlevel.checkpoint()
                 while scanning:
                     assert (await p.client.get("/v1/health")).status_code == 200
                     if scanning:
