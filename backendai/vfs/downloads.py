@@ -13,6 +13,7 @@ import stat as statmod
 import time
 import zipfile
 from collections.abc import Awaitable, Callable, MutableMapping
+from email.utils import formatdate
 from pathlib import Path
 from typing import IO, Any, cast
 from urllib.parse import quote
@@ -94,7 +95,7 @@ async def serve_download(
     elif statmod.S_ISREG(st.st_mode):
         if claims.archive:
             raise InvalidAPIParameters(f"path {claims.path!r} is a file; archive needs a directory")
-        await _send_file(path, name, st.st_size, scope, send, thread=thread)
+        await _send_file(path, name, st, scope, send, thread=thread)
     else:
         raise InvalidAPIParameters(f"path {claims.path!r} is neither a file nor a directory")
 
@@ -102,19 +103,25 @@ async def serve_download(
 async def _send_file(
     path: Path,
     name: str,
-    size: int,
+    st: os.stat_result,
     scope: MutableMapping[str, Any],
     send: Send,
     *,
     thread: Thread,
 ) -> None:
+    size = st.st_size
+    modified = formatdate(st.st_mtime, usegmt=True)
     headers = [
         (b"accept-ranges", b"bytes"),
         (b"content-type", b"application/octet-stream"),
         (b"content-disposition", _disposition(name)),
+        (b"last-modified", modified.encode()),
     ]
+    # If-Range: resume only if the file is the one the client began with; else send it all.
+    if_range = _header(scope, b"if-range")
+    range_header = _header(scope, b"range") if if_range in (None, modified) else None
     try:
-        wanted = parse_range(_header(scope, b"range"), size)
+        wanted = parse_range(range_header, size)
     except RangeNotSatisfiable:
         await send(
             {
