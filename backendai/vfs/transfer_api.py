@@ -252,31 +252,51 @@ class TransferApp:
     async def _receive_into(self, up: uploads.Upload, offset: int, receive: Receive) -> int:
         """Write the request body at *offset* in large chunks; the offset reached.
 
-        What arrived before a disconnect or cancellation is written, so a resume
-        starts after it.
+        A writer task puts each chunk on disk (in a worker thread) while the next one is
+        received, so the socket never waits for the disk.  What arrived before a
+        disconnect is written, so a resume starts after it.
         """
-        buf = bytearray()
-        more = True
-        flush = True
-        try:
-            while more:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    break
-                buf += message.get("body", b"")
-                more = bool(message.get("more_body"))
-                if offset + len(buf) > up.length:
-                    raise InvalidAPIParameters(
-                        f"the body goes past the upload's length {up.length} at offset {offset}"
-                    )
-                if len(buf) >= CHUNK:
-                    data, buf = buf, bytearray()
-                    offset = await self._thread(uploads.append_chunk, up, offset, data)
-        except APIError:
-            flush = False  # the upload was refused (quota, length): nothing more to keep
-            raise
-        finally:
-            if flush and buf and offset + len(buf) <= up.length:
-                with trio.move_on_after(30, shield=True):
-                    offset = await self._thread(uploads.append_chunk, up, offset, buf)
-        return offset
+        send_chan, recv_chan = trio.open_memory_channel[bytearray](2)
+        written = offset
+        error: APIError | None = None
+
+        async def writer(cancel: trio.CancelScope) -> None:
+            nonlocal written, error
+            async with recv_chan:
+                async for data in recv_chan:
+                    try:
+                        with trio.CancelScope(shield=True):  # a chunk received lands whole
+                            written = await self._thread(uploads.append_chunk, up, written, data)
+                    except APIError as e:  # out of quota: the upload was dropped
+                        error = e
+                        cancel.cancel()
+                        return
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writer, nursery.cancel_scope)
+            async with send_chan:
+                buf = bytearray()
+                received = offset
+                more = True
+                while more:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        break
+                    body = message.get("body", b"")
+                    if received + len(buf) + len(body) > up.length:
+                        error = InvalidAPIParameters(
+                            f"the body goes past the upload's length {up.length} at offset {offset}"
+                        )
+                        buf.clear()
+                        break
+                    buf += body
+                    more = bool(message.get("more_body"))
+                    if len(buf) >= CHUNK:
+                        received += len(buf)
+                        await send_chan.send(buf)
+                        buf = bytearray()
+                if buf:
+                    await send_chan.send(buf)
+        if error is not None:
+            raise error
+        return written
