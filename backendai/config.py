@@ -180,12 +180,15 @@ class BusConfig:
 @dataclasses.dataclass(frozen=True)
 class StorageConfig:
     host: str = "127.0.0.1"
+    # Port of the manager-facing API (cluster secret; 0: any free port).
     port: int = 6021
+    # Port of the client-facing transfer API (uploads, downloads by token; 0: any free port).
+    client_port: int = 6022
     # Volumes root; empty: <data_dir>/volumes.
     volumes_dir: str = ""
     # Backend per volume, "name=kind,..." (kinds: vfs, btrfs, or a plugin); unnamed volumes: vfs.
     volume_backends: str = ""
-    # URL clients use to reach this proxy for uploads and downloads; empty: http://host:port.
+    # URL clients use to reach this proxy for uploads and downloads; empty: http://host:client_port.
     public_url: str = ""
     # Threads that may do disk work (file I/O, scans) at once.
     io_threads: int = 16

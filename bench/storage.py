@@ -116,12 +116,12 @@ http {{
             time.sleep(0.1)
 
 
-def start_proxy(work: Path, volumes: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
+def start_proxy(work: Path, volumes: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+    port, client_port = free_port(), free_port()
     cfg = work / "storage.toml"
     cfg.write_text(
         f'[cluster]\nsecret = "{SECRET}"\ndata_dir = "{work / "data"}"\n'
-        f'[storage]\nport = {port}\nvolumes_dir = "{volumes}"\n'
+        f'[storage]\nport = {port}\nclient_port = {client_port}\nvolumes_dir = "{volumes}"\n'
         '[logging]\nlevel = "WARNING"\n'
     )
     proc = subprocess.Popen(
@@ -131,7 +131,7 @@ def start_proxy(work: Path, volumes: Path) -> tuple[subprocess.Popen[bytes], str
     )
     base = f"http://127.0.0.1:{port}"
     wait_http(f"{base}/v1/health", proc, "storage proxy")
-    return proc, base
+    return proc, base, f"http://127.0.0.1:{client_port}"
 
 
 def manager_call(base: str, method: str, path: str, body: object) -> object:
@@ -176,7 +176,7 @@ def main() -> None:
     web.mkdir()
     source = work / "source.bin"
     make_source(source, size)
-    proxy, base = start_proxy(work, volumes)
+    proxy, base, transfers = start_proxy(work, volumes)
     nginx, nport = start_nginx(work, web)
     results: dict[str, list[float]] = {
         k: [] for k in ("up", "up_ng", "down", "down_ng", "ddw", "ddr")
@@ -190,13 +190,13 @@ def main() -> None:
                 "-H", "Content-Type: application/offset+octet-stream",
                 "-H", "Upload-Offset: 0", "-H", "Expect:",
             ]  # fmt: skip
-            url = f"{base}/upload?token={token('upload', 'bench', name, size)}"
+            url = f"{transfers}/upload?token={token('upload', 'bench', name, size)}"
             results["up"].append(curl(*tus, "-T", str(source), url))
             results["up_ng"].append(
                 curl("-H", "Expect:", "-T", str(source), f"http://127.0.0.1:{nport}/{name}")
             )
             results["down"].append(
-                curl(f"{base}/download?token={token('download', 'bench', name)}")
+                curl(f"{transfers}/download?token={token('download', 'bench', name)}")
             )
             results["down_ng"].append(curl(f"http://127.0.0.1:{nport}/{name}"))
             out = work / "dd.bin"

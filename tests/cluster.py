@@ -39,7 +39,7 @@ def cluster_config(data_dir: Path, **sections: dict[str, Any]) -> Config:
             "dummy_create_delay": 0.05,
             "dummy_destroy_delay": 0.02,
         },
-        "storage": {"port": 0},
+        "storage": {"port": 0, "client_port": 0},
         "appproxy": {"port": 0},
     }
     for section, values in sections.items():

@@ -43,7 +43,7 @@ async def open_proxy(tmp_path: Path, **storage_cfg: Any) -> AsyncIterator[Proxy]
         env={},
         overrides={
             "cluster": {"data_dir": str(tmp_path / "data"), "secret": SECRET},
-            "storage": {"port": 0, "volumes_dir": str(volumes), **storage_cfg},
+            "storage": {"port": 0, "client_port": 0, "volumes_dir": str(volumes), **storage_cfg},
         },
     )
     async with trio.open_nursery() as nursery:

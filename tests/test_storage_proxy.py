@@ -10,6 +10,7 @@ import os
 import zipfile
 from pathlib import Path
 
+import httpx
 import trio
 
 from .storage import Proxy, open_proxy
@@ -27,11 +28,17 @@ async def _folder(p: Proxy, fid: str, quota: int | None = None) -> Path:
 
 async def test_manager_api_needs_the_secret(tmp_path: Path) -> None:
     async with open_proxy(tmp_path) as p:
-        r = await p.client.get("/v1/volumes")
-        assert r.status_code == 401
-        assert r.json()["msg"] == "missing or wrong cluster secret"
+        async with httpx.AsyncClient(base_url=p.info.endpoint) as anonymous:
+            r = await anonymous.get("/v1/volumes")
+            assert r.status_code == 401
+            assert r.json()["msg"] == "missing or wrong cluster secret"
+            assert (await anonymous.get("/v1/health")).status_code == 200
+        # The transfer port serves transfers only.
         assert (await p.client.get("/v1/health")).status_code == 200
+        r = await p.client.get("/v1/volumes", headers={"Authorization": "Bearer x"})
+        assert r.status_code == 404
         vols = (await p.manager.get("/v1/volumes")).json()["volumes"]
+        assert (await p.manager.get("/v1/volumes")).json()["public_url"] == p.info.public_url
         assert [(v["name"], v["backend"]) for v in vols] == [("local", "vfs")]
 
 

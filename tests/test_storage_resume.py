@@ -65,21 +65,22 @@ async def _wait_healthy(base: str, proc: RoleProcess) -> None:
 
 
 async def test_upload_resumes_after_the_proxy_is_killed(tmp_path: Path) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
+    port, client_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{port}"  # the manager-facing API
+    transfers = f"http://127.0.0.1:{client_port}"
     volumes = tmp_path / "volumes"
     (volumes / "local").mkdir(parents=True)
     cfg = write_config(
         tmp_path / "storage.toml",
         {
             "cluster": {"secret": SECRET, "data_dir": str(tmp_path / "data")},
-            "storage": {"port": port, "volumes_dir": str(volumes)},
+            "storage": {"port": port, "client_port": client_port, "volumes_dir": str(volumes)},
         },
     )
     source = tmp_path / "source.bin"
     expected = await trio.to_thread.run_sync(_make_source, source)
     claims = TransferClaims("upload", "local", "big", "sets/one.bin", time.time() + 3600, SIZE)
-    url = f"{base}/upload?token={issue_token(Secret(SECRET), claims)}"
+    url = f"{transfers}/upload?token={issue_token(Secret(SECRET), claims)}"
     staging = volumes / "local" / ".uploads" / "big"
     final = volumes / "local" / "folders" / "big" / "sets" / "one.bin"
     with role_process("storage", cfg, tmp_path) as proc:

@@ -1,8 +1,8 @@
 """Composition root of the storage proxy role: volumes, the manager API, the transfer API.
 
-One port serves both: ``/upload`` and ``/download`` (client-facing, by token)
-go to the bare ASGI transfer app, everything else to the manager-facing API
-(cluster secret).
+Two ports: ``storage.port`` serves the manager-facing API (cluster secret) on
+Hypercorn; ``storage.client_port`` serves ``/upload`` and ``/download`` (by
+token) on the transfer server built for bulk bytes (``vfs.fastserver``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import trio
 from ..config import Config
 from ..httpserver import serve_http
 from ..vfs import open_volumes
+from ..vfs.fastserver import serve_transfers
 from ..vfs.manager_api import create_manager_app
 from ..vfs.transfer_api import TransferApp
 
@@ -45,13 +46,13 @@ async def serve(
     limiter = trio.CapacityLimiter(cfg.io_threads)
     secret = config.cluster.secret
     manager_app = create_manager_app(volumes, secret, limiter)
-    app = TransferApp(volumes, secret, manager_app, limiter=limiter)
+    transfers = TransferApp(volumes, secret, limiter=limiter)
     async with trio.open_nursery() as nursery:
-        port = await nursery.start(serve_http, app, cfg.host, cfg.port, "storage proxy")
+        port = await nursery.start(serve_http, manager_app, cfg.host, cfg.port, "storage proxy")
+        client_port = await nursery.start(serve_transfers, transfers, cfg.host, cfg.client_port)
         host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
         endpoint = f"http://{host}:{port}"
-        manager_app.config["BACKENDAI_PUBLIC_URL"] = cfg.public_url or endpoint
-        task_status.started(
-            StorageInfo(endpoint, cfg.public_url or endpoint, tuple(volumes.names()))
-        )
+        public_url = cfg.public_url or f"http://{host}:{client_port}"
+        manager_app.config["BACKENDAI_PUBLIC_URL"] = public_url
+        task_status.started(StorageInfo(endpoint, public_url, tuple(volumes.names())))
     raise AssertionError("the storage proxy returned without being cancelled")

@@ -145,6 +145,19 @@ async def _send_file(
         if scope["method"] == "HEAD":
             await send({"type": "http.response.body", "body": b""})
             return
+        if "http.response.zerocopysend" in scope.get("extensions", {}):
+            # The server copies file to socket in the kernel (sendfile).
+            with os.fdopen(os.dup(fd), "rb") as f:
+                await send(
+                    {
+                        "type": "http.response.zerocopysend",
+                        "file": f,
+                        "offset": start,
+                        "count": length,
+                        "more_body": False,
+                    }
+                )
+            return
         pos = start
         while pos <= end:
             data: bytes = await thread(os.pread, fd, min(_CHUNK, end + 1 - pos), pos)

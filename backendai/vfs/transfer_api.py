@@ -26,7 +26,7 @@ from urllib.parse import parse_qs
 import trio
 
 from ..config import Secret
-from ..errors import APIError, Conflict, InvalidAPIParameters
+from ..errors import APIError, Conflict, InvalidAPIParameters, NotFound
 from . import uploads
 from .downloads import serve_download
 from .tokens import Operation, TransferClaims, verify_token
@@ -103,26 +103,25 @@ def _int_header(scope: Scope, name: bytes) -> int | None:
 
 
 class TransferApp:
-    """ASGI app for /upload and /download; anything else goes to *fallback*."""
+    """ASGI app for /upload and /download (and /v1/health); anything else is a 404."""
 
-    def __init__(
-        self,
-        volumes: Volumes,
-        secret: Secret,
-        fallback: Any,  # an ASGI app (QuartTrio's own scope types do not unify with ours)
-        *,
-        limiter: trio.CapacityLimiter,
-    ) -> None:
+    def __init__(self, volumes: Volumes, secret: Secret, *, limiter: trio.CapacityLimiter) -> None:
         self._volumes = volumes
         self._secret = secret
-        self._fallback = fallback
         self._limiter = limiter
         self._folder_locks: dict[tuple[str, str], trio.Lock] = {}
         self._busy: set[str] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] not in ("/upload", "/download"):
-            await self._fallback(scope, receive, send)
+        if scope["type"] != "http":
+            return  # lifespan and the like: nothing to set up
+        if scope["path"] == "/v1/health":
+            await respond(send, 200, [(b"content-type", b"application/json")], b'{"status": "ok"}')
+            return
+        if scope["path"] not in ("/upload", "/download"):
+            await respond_problem(
+                send, NotFound(f"{scope['path']}: the transfer API serves /upload and /download")
+            )
             return
         body = _BodyTracker(receive)
         try:
@@ -256,7 +255,7 @@ class TransferApp:
         received, so the socket never waits for the disk.  What arrived before a
         disconnect is written, so a resume starts after it.
         """
-        send_chan, recv_chan = trio.open_memory_channel[bytearray](2)
+        send_chan, recv_chan = trio.open_memory_channel[list[bytes]](2)
         written = offset
         error: APIError | None = None
 
@@ -275,7 +274,9 @@ class TransferApp:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(writer, nursery.cancel_scope)
             async with send_chan:
-                buf = bytearray()
+                # Pieces as received, written together (pwritev): no copying into one buffer.
+                pieces: list[bytes] = []
+                held = 0
                 received = offset
                 more = True
                 while more:
@@ -283,20 +284,21 @@ class TransferApp:
                     if message["type"] == "http.disconnect":
                         break
                     body = message.get("body", b"")
-                    if received + len(buf) + len(body) > up.length:
+                    if received + held + len(body) > up.length:
                         error = InvalidAPIParameters(
                             f"the body goes past the upload's length {up.length} at offset {offset}"
                         )
-                        buf.clear()
+                        pieces = []
                         break
-                    buf += body
+                    pieces.append(body)
+                    held += len(body)
                     more = bool(message.get("more_body"))
-                    if len(buf) >= CHUNK:
-                        received += len(buf)
-                        await send_chan.send(buf)
-                        buf = bytearray()
-                if buf:
-                    await send_chan.send(buf)
+                    if held >= CHUNK:
+                        received += held
+                        await send_chan.send(pieces)
+                        pieces, held = [], 0
+                if pieces:
+                    await send_chan.send(pieces)
         if error is not None:
             raise error
         return written

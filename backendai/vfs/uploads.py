@@ -103,17 +103,18 @@ def begin_upload(backend: VolumeBackend, claims: TransferClaims, path: str) -> U
     return Upload(key, path, claims.size, 0, part)
 
 
-def append_chunk(upload: Upload, offset: int, data: bytes | bytearray) -> int:
-    """Write *data* at *offset* of the part file; the new offset.
+def append_chunk(upload: Upload, offset: int, data: bytes | bytearray | list[bytes]) -> int:
+    """Write *data* (a buffer, or buffers written in one ``pwritev``) at *offset* of the
+    part file; the new offset.
 
     Out of quota or space (EDQUOT, ENOSPC): the upload is dropped, then QuotaExceeded.
     """
+    pieces = [memoryview(d) for d in (data if isinstance(data, list) else [data]) if d]
     fd = os.open(upload.part, os.O_WRONLY)
     try:
-        view = memoryview(data)
-        while view:
+        while pieces:
             try:
-                n = os.pwrite(fd, view, offset)
+                n = os.pwritev(fd, pieces[:1024], offset)  # IOV_MAX is 1024 on Linux
             except OSError as e:
                 if e.errno in (errno.EDQUOT, errno.ENOSPC):
                     abort_upload(upload)
@@ -122,7 +123,12 @@ def append_chunk(upload: Upload, offset: int, data: bytes | bytearray) -> int:
                     ) from None
                 raise
             offset += n
-            view = view[n:]
+            while n and pieces:  # drop what was written; a short write leaves a partial piece
+                if n >= len(pieces[0]):
+                    n -= len(pieces.pop(0))
+                else:
+                    pieces[0] = pieces[0][n:]
+                    n = 0
     finally:
         os.close(fd)
     return offset
