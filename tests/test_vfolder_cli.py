@@ -62,6 +62,7 @@ async def _official(
             capture_stdout=True,
             capture_stderr=True,
             check=False,
+            stdin=b"y\n",  # rm asks before deleting
         )
 
 
@@ -136,3 +137,11 @@ async def test_official_client_upload_ls_download(
     assert time.monotonic() - started < 120
     info = _ok(await _official(official_python, cluster, work, "info", "shared-data"))
     assert "Number of files: 1" in info
+    _ok(await _official(official_python, cluster, work, "mkdir", "-p", "shared-data", "a/b"))
+    _ok(await _official(official_python, cluster, work, "mv", "shared-data", "model.bin", "a/b"))
+    listing = _ok(await _official(official_python, cluster, work, "ls", "shared-data", "a/b"))
+    assert "model.bin" in listing
+    _ok(await _official(official_python, cluster, work, "rm", "-r", "shared-data", "a"))
+    listing = _ok(await _official(official_python, cluster, work, "ls", "shared-data"))
+    assert "model.bin" not in listing
+    assert " a " not in listing

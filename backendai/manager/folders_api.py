@@ -286,7 +286,7 @@ def add_folder_routes(app: QuartTrio, ctx: ManagerContext) -> None:
         _, _, a = await resolve(ref)
         repo.require(a, "rw", what)
         await storage.call("POST", f"{base(a)}/{op}", json=fields(await json_body()))
-        return Response(b"", status=200)
+        return json_response({})  # the official client reads a JSON body
 
     @app.route("/folders/<ref>/clone", methods=["POST"])
     async def vf_clone(ref: str) -> Response:
