@@ -177,17 +177,16 @@ def create_manager_app(
                     batch = await run(next, batches, None)
                     if batch is None:
                         break
-                    out = []
-                    for entry in batch:
-                        if skipped < offset:
-                            skipped += 1
-                            continue
-                        if sent >= limit:
-                            break
-                        out.append(json.dumps(entry.as_json()))
-                        sent += 1
-                    if out:
-                        yield ((b", " if sent > len(out) else b"") + ", ".join(out).encode())
+                    if skipped < offset:
+                        skip = min(offset - skipped, len(batch))
+                        skipped += skip
+                        batch = batch[skip:]
+                    batch = batch[: limit - sent]
+                    if batch:
+                        # One dumps per batch; its brackets dropped to splice into the array.
+                        text = json.dumps([e.as_json() for e in batch])[1:-1]
+                        yield (b", " if sent else b"") + text.encode()
+                        sent += len(batch)
             finally:
                 batches.close()
             yield b"]}"
