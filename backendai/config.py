@@ -192,6 +192,8 @@ class StorageConfig:
     public_url: str = ""
     # Threads that may do disk work (file I/O, scans) at once.
     io_threads: int = 16
+    # An unfinished upload idle this long (seconds) is dropped, releasing the quota it holds.
+    upload_expiry: float = 86400.0
     # Owner given to folders and to what the proxy writes, so kernels (this uid) can write
     # in read-write mounts; -1 or a proxy not running as root: files keep the proxy's owner.
     kernel_uid: int = 1000

@@ -7,6 +7,7 @@ these are synchronous tests of the adapter, not of the event loop.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from backendai.errors import (
     QuotaExceeded,
     VFolderNotFound,
 )
-from backendai.vfs import VolumeBackend, fileops, load_backend
+from backendai.vfs import VolumeBackend, fileops, load_backend, uploads
+from backendai.vfs.tokens import TransferClaims
 
 from .volumes import btrfs_volume
 
@@ -176,3 +178,17 @@ def test_listing_streams_in_batches(backend: VolumeBackend) -> None:
     batches = list(fileops.iter_dir(root, "", batch=1000))
     assert [len(b) for b in batches] == [1000, 1000, 500]
     assert len({e.name for b in batches for e in b}) == 2500
+
+
+def test_abandoned_uploads_expire(backend: VolumeBackend) -> None:
+    backend.create_folder("old", 10_000_000)
+    claims = TransferClaims("upload", "vol", "old", "x.bin", time.time() + 60, 6_000_000)
+    up = uploads.begin_upload(backend, claims, "x.bin")
+    assert backend.staging_dir("old") in backend.staging_dirs()
+    other = TransferClaims("upload", "vol", "old", "y.bin", time.time() + 60, 6_000_000)
+    with pytest.raises(QuotaExceeded, match="6000000 promised to unfinished uploads"):
+        uploads.begin_upload(backend, other, "y.bin")
+    assert uploads.expire_uploads(backend, 3600, time.time()) == 0
+    assert uploads.expire_uploads(backend, 3600, time.time() + 3601) == 1
+    assert not up.part.exists()
+    uploads.begin_upload(backend, other, "y.bin")  # the quota it held is free again

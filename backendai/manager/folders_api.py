@@ -169,11 +169,10 @@ def add_folder_routes(app: QuartTrio, ctx: ManagerContext) -> None:
     async def _delete(ref: str) -> Response:
         _, _, a = await resolve(ref)
         repo.require(a, "wd", "deleting the folder")
-        await ctx.db.run(lambda c: repo.delete_folder_rows(c, a.folder.id))
-        with contextlib.suppress(
-            NotFound
-        ):  # already gone on the volume: the row was the last trace
+        # The files first: should that fail, the row stays and the delete can be retried.
+        with contextlib.suppress(NotFound):  # already gone from the volume
             await storage.call("DELETE", base(a))
+        await ctx.db.run(lambda c: repo.delete_folder_rows(c, a.folder.id))
         return Response(b"", status=204)
 
     @app.route("/folders/<ref>", methods=["DELETE"])

@@ -19,6 +19,7 @@ from ..config import Config
 from ..httpserver import serve_http
 from ..vfs import open_volumes
 from ..vfs.fastserver import serve_transfers
+from ..vfs.janitor import serve_upload_janitor
 from ..vfs.manager_api import create_manager_app
 from ..vfs.transfer_api import TransferApp
 
@@ -50,6 +51,7 @@ async def serve(
     async with trio.open_nursery() as nursery:
         port = await nursery.start(serve_http, manager_app, cfg.host, cfg.port, "storage proxy")
         client_port = await nursery.start(serve_transfers, transfers, cfg.host, cfg.client_port)
+        await nursery.start(serve_upload_janitor, volumes, cfg.upload_expiry, limiter)
         host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
         endpoint = f"http://{host}:{port}"
         public_url = cfg.public_url or f"http://{host}:{client_port}"

@@ -72,6 +72,9 @@ class VolumeBackend(Protocol):
     def staging_dir(self, folder_id: str) -> Path:
         """A directory on the folder's file system, outside its visible tree, for partial uploads."""
 
+    def staging_dirs(self) -> list[Path]:
+        """Every folder's staging directory (for dropping abandoned uploads)."""
+
     def reserve(self, folder_id: str, nbytes: int, pending: int) -> None:
         """Refuse (QuotaExceeded) if *nbytes* more, beside *pending* bytes already promised
         to unfinished uploads, would take the folder past its quota."""

@@ -76,6 +76,9 @@ class BtrfsBackend:
     def staging_dir(self, folder_id: str) -> Path:
         return self._existing(folder_id) / "staging"
 
+    def staging_dirs(self) -> list[Path]:
+        return [p for p in (self.root / "folders").glob("*/staging") if p.is_dir()]
+
     def create_folder(self, folder_id: str, quota_bytes: int | None) -> None:
         check_quota_value(quota_bytes)
         path = self._subvol(folder_id)

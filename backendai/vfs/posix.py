@@ -115,6 +115,9 @@ class VfsBackend:
         path.mkdir(exist_ok=True)
         return path
 
+    def staging_dirs(self) -> list[Path]:
+        return [p for p in (self.root / ".uploads").iterdir() if not p.name.startswith(".")]
+
     def _make_dir(self, folder_id: str) -> Path:
         path = self.mount_path(folder_id)
         try:

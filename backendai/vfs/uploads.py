@@ -31,6 +31,7 @@ __all__ = [
     "append_chunk",
     "begin_upload",
     "destination",
+    "expire_uploads",
     "find_upload",
     "finish_upload",
 ]
@@ -151,3 +152,20 @@ def finish_upload(backend: VolumeBackend, folder: str, upload: Upload, owner: Ow
         raise Conflict(f"cannot upload to {upload.path!r}: a directory is there")
     os.replace(upload.part, dest)
     upload.part.with_suffix(".json").unlink(missing_ok=True)
+
+
+def expire_uploads(backend: VolumeBackend, idle: float, now: float) -> int:
+    """Drop uploads untouched for *idle* seconds (their bytes, and the quota they hold)."""
+    dropped = 0
+    for staging in backend.staging_dirs():
+        for meta in staging.glob("*.json"):
+            part = meta.with_suffix(".part")
+            try:
+                touched = max(meta.stat().st_mtime, part.stat().st_mtime)
+            except FileNotFoundError:
+                touched = 0.0  # a half-made or half-removed pair: old enough
+            if now - touched > idle:
+                part.unlink(missing_ok=True)
+                meta.unlink(missing_ok=True)
+                dropped += 1
+    return dropped
