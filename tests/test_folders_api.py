@@ -173,3 +173,20 @@ async def test_permissions_share_and_invite(cluster: Cluster) -> None:
         assert e.value.status == 403
         await admin.request("DELETE", "/folders/team/unshare", json={"emails": ["bob@example.com"]})
         assert await _json(bob, "GET", "/folders") == []
+
+
+async def test_concurrent_creates_of_one_name_make_one_folder(cluster: Cluster) -> None:
+    statuses: list[int] = []
+
+    async def create() -> None:
+        try:
+            await cluster.api.request("POST", "/folders", json={"name": "race"})
+            statuses.append(201)
+        except APIResponseError as e:
+            statuses.append(e.status)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(6):
+            nursery.start_soon(create)
+    assert sorted(statuses) == [201, 409, 409, 409, 409, 409]
+    assert [f["name"] for f in await _json(cluster.api, "GET", "/folders")] == ["race"]

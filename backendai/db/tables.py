@@ -248,8 +248,9 @@ vfolders = sa.Table(
     sa.Column("status", sa.String(16), nullable=False, default="ready"),
     sa.Column("created_at", sa.Float, nullable=False),
 )
-sa.Index("ix_vfolders_user_id_name", vfolders.c.user_id, vfolders.c.name)
-sa.Index("ix_vfolders_project_name", vfolders.c.project, vfolders.c.name)
+# A name is unique per owner (NULLs are distinct: user and project folders do not clash).
+sa.Index("uq_vfolders_user_id_name", vfolders.c.user_id, vfolders.c.name, unique=True)
+sa.Index("uq_vfolders_project_name", vfolders.c.project, vfolders.c.name, unique=True)
 
 vfolder_permissions = sa.Table(
     "vfolder_permissions",

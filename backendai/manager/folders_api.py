@@ -13,12 +13,13 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
+import sqlalchemy as sa
 from quart import Response, g, request
 from quart_trio import QuartTrio
 
-from ..errors import InvalidAPIParameters, NotFound, PermissionDenied
+from ..errors import Conflict, DatabaseError, InvalidAPIParameters, NotFound, PermissionDenied
 from ..sched.slots import parse_bytes
 from ..vfs.tokens import TransferClaims, issue_token
 from . import folders_repo as repo
@@ -29,6 +30,7 @@ from .folders_share import add_share_routes
 __all__ = ["add_folder_routes", "folder_json"]
 
 _USAGE_MODES = ("general", "model", "data")
+T = TypeVar("T")
 
 
 def folder_json(a: repo.Access) -> dict[str, Any]:
@@ -80,6 +82,15 @@ def add_folder_routes(app: QuartTrio, ctx: ManagerContext) -> None:
         vols = [v["name"] for v in await storage.volumes()]
         return "local" if "local" in vols else vols[0]
 
+    async def unique_write(name: str, fn: Callable[[sa.Connection], T]) -> T:
+        """Run *fn*; a name taken by a concurrent request (the unique index) is a 409."""
+        try:
+            return await ctx.db.run(fn)
+        except DatabaseError as e:
+            if "uq_vfolders" in str(e) or "unique" in str(e).lower():
+                raise Conflict(f"a virtual folder named {name!r} already exists") from None
+            raise
+
     def base(a: repo.Access) -> str:
         return f"/v1/folders/{a.folder.host}/{a.folder.id}"
 
@@ -103,7 +114,8 @@ def add_folder_routes(app: QuartTrio, ctx: ManagerContext) -> None:
                 f"group {project!r}: only its administrators create project folders"
             )
         quota = _quota(body.get("quota"))
-        folder = await ctx.db.run(
+        folder = await unique_write(
+            name,
             lambda c: repo.insert_folder(
                 c,
                 name=name,
@@ -114,7 +126,7 @@ def add_folder_routes(app: QuartTrio, ctx: ManagerContext) -> None:
                 permission=permission,
                 cloneable=bool(body.get("cloneable", False)),
                 quota_bytes=quota,
-            )
+            ),
         )
         try:
             await storage.call(
@@ -184,7 +196,7 @@ def add_folder_routes(app: QuartTrio, ctx: ManagerContext) -> None:
         caller, _, a = await resolve(ref)
         repo.require_owner(a, caller.role, "rename it")
         new = repo.check_name((await json_body()).get("new_name"))
-        await ctx.db.run(lambda c: repo.rename_folder(c, a.folder, new))
+        await unique_write(new, lambda c: repo.rename_folder(c, a.folder, new))
         return Response(b"", status=201)
 
     @app.route("/folders/<ref>/files", methods=["GET"])
@@ -300,7 +312,8 @@ def add_folder_routes(app: QuartTrio, ctx: ManagerContext) -> None:
                 f"target_host {target_host!r}: cloning works within one volume ({a.folder.host!r})"
             )
         name = repo.check_name(body.get("target_name"))
-        folder = await ctx.db.run(
+        folder = await unique_write(
+            name,
             lambda c: repo.insert_folder(
                 c,
                 name=name,
@@ -311,7 +324,7 @@ def add_folder_routes(app: QuartTrio, ctx: ManagerContext) -> None:
                 permission=repo.check_permission(body.get("permission") or "rw"),
                 cloneable=bool(body.get("cloneable", False)),
                 quota_bytes=a.folder.quota_bytes,
-            )
+            ),
         )
         try:
             await storage.call("POST", f"{base(a)}/clone", json={"target_id": folder.id})

@@ -33,8 +33,8 @@ def upgrade() -> None:
         sa.Column("created_at", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_vfolders")),
     )
-    op.create_index("ix_vfolders_user_id_name", "vfolders", ["user_id", "name"])
-    op.create_index("ix_vfolders_project_name", "vfolders", ["project", "name"])
+    op.create_index("uq_vfolders_user_id_name", "vfolders", ["user_id", "name"], unique=True)
+    op.create_index("uq_vfolders_project_name", "vfolders", ["project", "name"], unique=True)
     op.create_table(
         "vfolder_permissions",
         sa.Column("vfolder_id", sa.String(length=36), nullable=False),
@@ -70,6 +70,6 @@ def downgrade() -> None:
     op.drop_index("ix_vfolder_invitations_invitee", table_name="vfolder_invitations")
     op.drop_table("vfolder_invitations")
     op.drop_table("vfolder_permissions")
-    op.drop_index("ix_vfolders_project_name", table_name="vfolders")
-    op.drop_index("ix_vfolders_user_id_name", table_name="vfolders")
+    op.drop_index("uq_vfolders_project_name", table_name="vfolders")
+    op.drop_index("uq_vfolders_user_id_name", table_name="vfolders")
     op.drop_table("vfolders")
