@@ -194,6 +194,8 @@ class StorageConfig:
     io_threads: int = 16
     # An unfinished upload idle this long (seconds) is dropped, releasing the quota it holds.
     upload_expiry: float = 86400.0
+    # Flush a finished upload to disk before it appears at its path (whole after a crash).
+    sync_uploads: bool = True
     # Owner given to folders and to what the proxy writes, so kernels (this uid) can write
     # in read-write mounts; -1 or a proxy not running as root: files keep the proxy's owner.
     kernel_uid: int = 1000

@@ -47,7 +47,7 @@ async def serve(
     limiter = trio.CapacityLimiter(cfg.io_threads)
     secret = config.cluster.secret
     manager_app = create_manager_app(volumes, secret, limiter)
-    transfers = TransferApp(volumes, secret, limiter=limiter)
+    transfers = TransferApp(volumes, secret, limiter=limiter, sync_uploads=cfg.sync_uploads)
     async with trio.open_nursery() as nursery:
         port = await nursery.start(serve_http, manager_app, cfg.host, cfg.port, "storage proxy")
         client_port = await nursery.start(serve_transfers, transfers, cfg.host, cfg.client_port)

@@ -20,6 +20,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -105,7 +106,15 @@ def _int_header(scope: Scope, name: bytes) -> int | None:
 class TransferApp:
     """ASGI app for /upload and /download (and /v1/health); anything else is a 404."""
 
-    def __init__(self, volumes: Volumes, secret: Secret, *, limiter: trio.CapacityLimiter) -> None:
+    def __init__(
+        self,
+        volumes: Volumes,
+        secret: Secret,
+        *,
+        limiter: trio.CapacityLimiter,
+        sync_uploads: bool = True,
+    ) -> None:
+        self._sync = sync_uploads  # flush a finished upload before it appears
         self._volumes = volumes
         self._secret = secret
         self._limiter = limiter
@@ -176,9 +185,7 @@ class TransferApp:
             up = await self._begin(backend, claims, path)
             location = f"{scope['path']}?{bytes(scope['query_string']).decode('latin-1')}"
             if up.offset == up.length:
-                await self._thread(
-                    uploads.finish_upload, backend, claims.folder, up, self._volumes.owner
-                )
+                await self._finish(backend, claims.folder, up)
             await respond(
                 send,
                 201,
@@ -188,6 +195,10 @@ class TransferApp:
             await self._patch(backend, claims, path, scope, receive, send)
         else:
             raise InvalidAPIParameters(f"method {method} on /upload; expected a tus 1.0 method")
+
+    async def _finish(self, backend: Any, folder: str, up: uploads.Upload) -> None:
+        finish = partial(uploads.finish_upload, sync=self._sync)
+        await self._thread(finish, backend, folder, up, self._volumes.owner)
 
     async def _begin(self, backend: Any, claims: TransferClaims, path: str) -> uploads.Upload:
         lock = self._folder_locks.setdefault((claims.volume, claims.folder), trio.Lock())
@@ -242,9 +253,7 @@ class TransferApp:
         finally:
             self._busy.discard(up.key)
         if offset == up.length:
-            await self._thread(
-                uploads.finish_upload, backend, claims.folder, up, self._volumes.owner
-            )
+            await self._finish(backend, claims.folder, up)
             log.info("upload of %s (%d bytes) to %s complete", path, up.length, claims.folder)
         await respond(send, 204, [*_TUS, (b"upload-offset", b"%d" % offset)])
 

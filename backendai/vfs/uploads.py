@@ -140,8 +140,19 @@ def abort_upload(upload: Upload) -> None:
     upload.part.with_suffix(".json").unlink(missing_ok=True)
 
 
-def finish_upload(backend: VolumeBackend, folder: str, upload: Upload, owner: Owner = None) -> None:
-    """Publish a complete upload at its path (one rename); parents are made as needed."""
+def finish_upload(
+    backend: VolumeBackend,
+    folder: str,
+    upload: Upload,
+    owner: Owner = None,
+    *,
+    sync: bool = True,
+) -> None:
+    """Publish a complete upload at its path (one rename); parents are made as needed.
+
+    With *sync*, the bytes reach the disk (fdatasync) before the file appears, and the
+    rename is made durable too: a file that is there after a crash is whole.
+    """
     root = backend.mount_path(folder)
     rel = relative_path(upload.path, allow_root=False)
     make_dirs_owned(root, rel.parent, owner)
@@ -150,8 +161,20 @@ def finish_upload(backend: VolumeBackend, folder: str, upload: Upload, owner: Ow
     dest = resolve_inside(root, rel, follow_last=False)
     if dest.is_dir() and not dest.is_symlink():
         raise Conflict(f"cannot upload to {upload.path!r}: a directory is there")
+    if sync:
+        fd = os.open(upload.part, os.O_RDONLY)
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
     os.replace(upload.part, dest)
     upload.part.with_suffix(".json").unlink(missing_ok=True)
+    if sync:
+        fd = os.open(dest.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def expire_uploads(backend: VolumeBackend, idle: float, now: float) -> int:
