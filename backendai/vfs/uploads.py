@@ -140,6 +140,14 @@ def abort_upload(upload: Upload) -> None:
     upload.part.with_suffix(".json").unlink(missing_ok=True)
 
 
+def _flush(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def finish_upload(
     backend: VolumeBackend,
     folder: str,
@@ -162,19 +170,11 @@ def finish_upload(
     if dest.is_dir() and not dest.is_symlink():
         raise Conflict(f"cannot upload to {upload.path!r}: a directory is there")
     if sync:
-        fd = os.open(upload.part, os.O_RDONLY)
-        try:
-            os.fdatasync(fd)
-        finally:
-            os.close(fd)
+        _flush(upload.part)
     os.replace(upload.part, dest)
     upload.part.with_suffix(".json").unlink(missing_ok=True)
     if sync:
-        fd = os.open(dest.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _flush(dest.parent)  # the rename itself
 
 
 def expire_uploads(backend: VolumeBackend, idle: float, now: float) -> int:
