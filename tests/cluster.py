@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,7 +20,15 @@ from backendai.roles.allinone import AllInfo
 from backendai.roles.allinone import serve as serve_all
 from backendai.roles.manager import db_url
 
-__all__ = ["Cluster", "cluster_config", "open_cluster", "query", "wait_for_agents", "wait_status"]
+__all__ = [
+    "Cluster",
+    "add_user",
+    "cluster_config",
+    "open_cluster",
+    "query",
+    "wait_for_agents",
+    "wait_status",
+]
 
 
 def cluster_config(data_dir: Path, **sections: dict[str, Any]) -> Config:
@@ -119,3 +129,21 @@ async def wait_status(
             if info["status"] == status:
                 return info
             await trio.sleep(0.05)  # polling a server over HTTP: there is no event to await
+
+
+async def add_user(c: Cluster, user_id: str, role: str = "user") -> APIClient:
+    """A new keypair for *user_id* (written to the database), and a client signed with it."""
+    access, secret = f"AK{os.urandom(8).hex().upper()}", os.urandom(20).hex()
+    await trio.to_thread.run_sync(
+        lambda: query(
+            c.config,
+            "INSERT INTO keypairs (access_key, secret_key, user_id, role, is_active, created_at)"
+            " VALUES (:a, :s, :u, :r, true, :t)",
+            a=access,
+            s=secret,
+            u=user_id,
+            r=role,
+            t=time.time(),
+        )
+    )
+    return APIClient(c.endpoint, access, secret)

@@ -9,9 +9,9 @@ import httpx
 import pytest
 import trio
 
-from backendai.client.api import APIResponseError
+from backendai.client.api import APIClient, APIResponseError
 
-from .cluster import Cluster, cluster_config, open_cluster
+from .cluster import Cluster, add_user, cluster_config, open_cluster
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -38,11 +38,15 @@ async def _json(c: Cluster, method: str, path: str, body: Any = None) -> Any:
 
 
 async def _run(c: Cluster, session: str, code: str) -> str:
+    return await _run_as(c.api, session, code)
+
+
+async def _run_as(api: APIClient, session: str, code: str) -> str:
     out = ""
     body: dict[str, Any] = {"mode": "query", "code": code}
     with trio.fail_after(60):
         while True:
-            result = (await c.api.request("POST", f"/session/{session}", json=body)).json()
+            result = (await api.request("POST", f"/session/{session}", json=body)).json()
             result = result["result"]
             out += "".join(d for k, d in result["console"] if k in ("stdout", "stderr"))
             if result["status"] != "continued":
@@ -95,3 +99,31 @@ async def test_read_only_and_read_write_mounts(tmp_path: Path, kernel_image: str
         assert [i["name"] for i in listing["items"]] == ["result.txt"]
         names = [i["name"] for i in (await _json(c, "GET", "/folders/ro-data/files"))["items"]]
         assert names == ["hello.txt"]
+
+        # A user the folder is shared with read-only gets a read-only mount, asked or not.
+        reader_api = await add_user(c, "ro@example.com")
+        await c.api.request(
+            "POST", "/folders/rw-out/share", json={"permission": "ro", "emails": ["ro@example.com"]}
+        )
+        async with reader_api as reader:
+            body = {
+                "image": IMAGE,
+                "sessionName": "reader",
+                "maxWaitSeconds": 90,
+                "config": {"mounts": ["rw-out"]},
+            }
+            created = (await reader.request("POST", "/session", json=body)).json()
+            assert created["status"] == "RUNNING", created
+            code = (
+                "import errno\n"
+                "print(open('/home/work/rw-out/sub/result.txt').read())\n"
+                "try:\n"
+                "    open('/home/work/rw-out/x', 'w')\n"
+                "    print('write: allowed')\n"
+                "except OSError as e:\n"
+                "    print('write:', errno.errorcode[e.errno])\n"
+            )
+            out = await _run_as(reader, "reader", code)
+            assert "from the kernel" in out
+            assert "write: EROFS" in out
+            await reader.request("DELETE", "/session/reader")

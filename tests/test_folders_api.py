@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import time
 import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,7 +16,7 @@ import trio
 
 from backendai.client.api import APIClient, APIResponseError
 
-from .cluster import Cluster, cluster_config, open_cluster, query
+from .cluster import Cluster, add_user, cluster_config, open_cluster
 
 TUS = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream"}
 
@@ -26,23 +25,6 @@ TUS = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-strea
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     async with open_cluster(cluster_config(tmp_path)) as c:
         yield c
-
-
-async def _user(c: Cluster, user_id: str, role: str = "user") -> APIClient:
-    access, secret = f"AK{os.urandom(8).hex().upper()}", os.urandom(20).hex()
-    await trio.to_thread.run_sync(
-        lambda: query(
-            c.config,
-            "INSERT INTO keypairs (access_key, secret_key, user_id, role, is_active, created_at)"
-            " VALUES (:a, :s, :u, :r, true, :t)",
-            a=access,
-            s=secret,
-            u=user_id,
-            r=role,
-            t=time.time(),
-        )
-    )
-    return APIClient(c.endpoint, access, secret)
 
 
 async def _json(api: APIClient, method: str, path: str, body: Any = None) -> Any:
@@ -138,7 +120,7 @@ async def test_permissions_share_and_invite(cluster: Cluster) -> None:
     admin = cluster.api
     await _json(admin, "POST", "/folders", {"name": "team"})
     assert (await _upload(admin, "team", "readme.txt", b"hello")).status_code == 204
-    async with await _user(cluster, "bob@example.com") as bob:
+    async with await add_user(cluster, "bob@example.com") as bob:
         with pytest.raises(APIResponseError) as e:
             await bob.request("GET", "/folders/team/files")
         assert e.value.status == 404
