@@ -176,13 +176,18 @@ async def test_tus_refusals(tmp_path: Path) -> None:
             )
             assert r.status_code == 400, bad
         os.symlink(str(tmp_path), root / "escape")
-        r = await p.client.patch(
-            f"/upload?token={p.token('upload', 'up', 'escape/owned', size=1)}",
-            content=b"x",
-            headers={**PATCH, "Upload-Offset": "0"},
+        # Refused before any byte is taken, not after the last one.
+        r = await p.client.post(
+            f"/upload?token={p.token('upload', 'up', 'escape/owned', size=10**9)}", headers=TUS
         )
         assert r.status_code == 400
         assert "outside the folder through a symlink" in r.json()["msg"]
+        (root / "adir").mkdir()
+        r = await p.client.post(
+            f"/upload?token={p.token('upload', 'up', 'adir', size=10)}", headers=TUS
+        )
+        assert r.status_code == 409
+        assert "a directory is there" in r.json()["msg"]
         assert not (tmp_path / "owned").exists()
         assert list((root.parent / "other").iterdir()) == []
 

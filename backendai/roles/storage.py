@@ -55,6 +55,13 @@ async def serve(
         host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
         endpoint = f"http://{host}:{port}"
         public_url = cfg.public_url or f"http://{host}:{client_port}"
+        if not cfg.public_url and cfg.host in ("0.0.0.0", "::"):
+            log.warning(
+                "storage.public_url is empty and storage.host is %s: clients will be sent to %s, "
+                "which they cannot reach; set storage.public_url",
+                cfg.host,
+                public_url,
+            )
         manager_app.config["BACKENDAI_PUBLIC_URL"] = public_url
         task_status.started(StorageInfo(endpoint, public_url, tuple(volumes.names())))
     raise AssertionError("the storage proxy returned without being cancelled")

@@ -94,6 +94,12 @@ def begin_upload(backend: VolumeBackend, claims: TransferClaims, path: str) -> U
     found = find_upload(backend, claims, path)
     if found is not None:
         return found
+    # Refuse now what finish_upload would refuse after all the bytes came.
+    dest = resolve_inside(
+        backend.mount_path(claims.folder), relative_path(path, allow_root=False), follow_last=False
+    )
+    if dest.is_dir() and not dest.is_symlink():
+        raise Conflict(f"cannot upload to {path!r}: a directory is there")
     key = _key(claims, path)
     staging = backend.staging_dir(claims.folder)
     backend.reserve(claims.folder, claims.size, _pending(staging, backend, key))
