@@ -192,6 +192,8 @@ class StorageConfig:
     public_url: str = ""
     # Threads that may do disk work (file I/O, scans) at once.
     io_threads: int = 16
+    # A transfer connection silent this long (seconds; between requests or mid-body) is closed.
+    idle_timeout: float = 120.0
     # An unfinished upload idle this long (seconds) is dropped, releasing the quota it holds.
     upload_expiry: float = 86400.0
     # Flush a finished upload to disk before it appears at its path (whole after a crash).

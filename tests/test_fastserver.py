@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, MutableMapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -113,4 +114,20 @@ async def test_an_app_error_is_a_500_and_the_server_goes_on() -> None:
         for _ in range(2):
             out = await _exchange(port, b"GET / HTTP/1.1\r\n\r\n")
             assert out.startswith(b"HTTP/1.1 500")
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_silent_connection_is_closed(autojump_clock: trio.abc.Clock) -> None:
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(
+            partial(serve_transfers, idle_timeout=5.0), echo_app, "127.0.0.1", 0
+        )
+        for raw in (b"", b"POST /x HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc"):
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            async with stream:
+                if raw:
+                    await stream.send_all(raw)
+                with trio.fail_after(60):  # virtual time: the server gives up after 5 s
+                    while await stream.receive_some(1024):
+                        pass
         nursery.cancel_scope.cancel()

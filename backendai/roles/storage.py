@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import NoReturn
 
@@ -50,7 +51,12 @@ async def serve(
     transfers = TransferApp(volumes, secret, limiter=limiter, sync_uploads=cfg.sync_uploads)
     async with trio.open_nursery() as nursery:
         port = await nursery.start(serve_http, manager_app, cfg.host, cfg.port, "storage proxy")
-        client_port = await nursery.start(serve_transfers, transfers, cfg.host, cfg.client_port)
+        client_port = await nursery.start(
+            partial(serve_transfers, idle_timeout=cfg.idle_timeout),
+            transfers,
+            cfg.host,
+            cfg.client_port,
+        )
         await nursery.start(serve_upload_janitor, volumes, cfg.upload_expiry, limiter)
         host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
         endpoint = f"http://{host}:{port}"

@@ -61,10 +61,11 @@ def parse_head(raw: bytes) -> tuple[str, str, list[tuple[bytes, bytes]]]:
 
 
 class _Connection:
-    def __init__(self, app: App, stream: trio.SocketStream, port: int) -> None:
+    def __init__(self, app: App, stream: trio.SocketStream, port: int, idle: float) -> None:
         self.app = app
         self.stream = stream
         self.port = port
+        self.idle = idle  # seconds a client may send nothing (between requests, mid-body)
         self.buf = bytearray()
         self.closing = False
 
@@ -72,8 +73,9 @@ class _Connection:
         try:
             while not self.closing:
                 try:
-                    head = await self._read_head()
-                    if head is None:
+                    with trio.move_on_after(self.idle) as waited:
+                        head = await self._read_head()
+                    if waited.cancelled_caught or head is None:  # silent too long, or gone
                         return
                     method, target, headers = parse_head(head)
                     await self._request(method, target, headers)
@@ -154,7 +156,9 @@ class _Connection:
                 body = bytes(self.buf[:left])
                 del self.buf[: len(body)]
             else:  # straight from the socket, uncopied
-                body = await self.stream.receive_some(min(left, _RECV))
+                body = b""
+                with trio.move_on_after(self.idle):  # a stalled body counts as a disconnect
+                    body = await self.stream.receive_some(min(left, _RECV))
                 if not body:
                     left = 0
                     self.closing = True
@@ -245,14 +249,23 @@ def _phrase(status: int) -> bytes:
         return b"Unknown"
 
 
-async def _handle(app: App, port: int, stream: trio.SocketStream) -> None:
-    await _Connection(app, stream, port).run()
+async def _handle(app: App, port: int, idle: float, stream: trio.SocketStream) -> None:
+    await _Connection(app, stream, port, idle).run()
 
 
 async def serve_transfers(
-    app: App, host: str, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+    app: App,
+    host: str,
+    port: int,
+    *,
+    idle_timeout: float = 120.0,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
-    """Serve *app* on host:port (0: any free port); ``started()`` carries the bound port."""
+    """Serve *app* on host:port (0: any free port); ``started()`` carries the bound port.
+
+    A connection silent for *idle_timeout* seconds (waiting for a request, or in the
+    middle of a body) is closed.
+    """
     try:
         listeners = await trio.open_tcp_listeners(port, host=host)
     except OSError as e:
@@ -260,5 +273,5 @@ async def serve_transfers(
     bound = int(listeners[0].socket.getsockname()[1])
     log.info("transfer API listening on %s:%d", host, bound)
     task_status.started(bound)
-    await trio.serve_listeners(partial(_handle, app, bound), listeners)
+    await trio.serve_listeners(partial(_handle, app, bound, idle_timeout), listeners)
     raise AssertionError("serve_listeners returned")
