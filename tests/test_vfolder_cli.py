@@ -126,6 +126,8 @@ async def test_official_client_upload_ls_download(
     work = tmp_path / "work"
     work.mkdir()
     (work / "model.bin").write_bytes(data)
+    hosts = _ok(await _official(official_python, cluster, work, "list-hosts"))
+    assert "Default vfolder host: local" in hosts
     _ok(await _official(official_python, cluster, work, "create", "shared-data", "local"))
     _ok(await _official(official_python, cluster, work, "upload", "shared-data", "model.bin"))
     listing = _ok(await _official(official_python, cluster, work, "ls", "shared-data"))
