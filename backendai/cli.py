@@ -3,6 +3,7 @@
 backendai run --role=all|manager|agent|storage|appproxy [--config PATH]
 backendai image build python [--force] [--push REGISTRY [--username U --password-stdin]]
 backendai session create|info|list|logs|destroy|events ...
+backendai vfolder create|ls|upload|download|rm|share ...
 backendai config check PATH
 """
 
@@ -127,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .client.cli_admin import add_admin_commands
     from .client.cli_exec import add_exec_commands, add_run_arguments
     from .client.cli_session import add_session_commands
+    from .client.cli_vfolder import add_vfolder_commands
 
     parser = argparse.ArgumentParser(prog="backendai", description="backendai cluster platform")
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -176,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_exec_commands(add_session_commands(sub))
     add_admin_commands(sub)
+    add_vfolder_commands(sub)
     return parser
 
 

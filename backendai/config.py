@@ -116,6 +116,10 @@ class ManagerConfig:
     default_rate_limit: int = 30000
     # Length of the sliding rate-limit window, in seconds (X-RateLimit-Window).
     rate_limit_window: float = 900.0
+    # The storage proxy's manager-facing API; empty: http://<storage.host>:<storage.port>.
+    storage_url: str = ""
+    # Seconds an upload or download token handed to a client stays valid.
+    transfer_token_ttl: float = 3600.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,9 +184,29 @@ class BusConfig:
 @dataclasses.dataclass(frozen=True)
 class StorageConfig:
     host: str = "127.0.0.1"
+    # Port of the manager-facing API (cluster secret; 0: any free port).
     port: int = 6021
+    # Port of the client-facing transfer API (uploads, downloads by token; 0: any free port).
+    client_port: int = 6022
     # Volumes root; empty: <data_dir>/volumes.
     volumes_dir: str = ""
+    # Backend per volume, "name=kind,..." (kinds: vfs, btrfs, or a plugin); unnamed volumes: vfs.
+    volume_backends: str = ""
+    # URL clients use to reach this proxy for uploads and downloads; empty: http://host:client_port.
+    public_url: str = ""
+    # Threads that may do disk work (file I/O, scans) at once.
+    io_threads: int = 16
+    # A transfer connection silent this long (seconds; between requests or mid-body) is closed.
+    idle_timeout: float = 120.0
+    # An unfinished upload idle this long (seconds) is dropped, releasing the quota it holds.
+    upload_expiry: float = 86400.0
+    # Flush a finished upload to disk before it appears at its path (whole after a crash).
+    sync_uploads: bool = True
+    # Owner given to folders and to what the proxy writes, so kernels (this uid) can write
+    # in read-write mounts; -1 or a proxy not running as root: files keep the proxy's owner.
+    kernel_uid: int = 1000
+    # Group of folders and written files (see kernel_uid); -1: the proxy's own.
+    kernel_gid: int = 1000
 
 
 @dataclasses.dataclass(frozen=True)

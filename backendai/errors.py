@@ -27,10 +27,12 @@ them.  A subclass exists only where some caller acts differently on it::
         ├── PermissionDenied        403 forbidden
         ├── NotFound                404 ... (SessionNotFound, ImageNotFoundAPI, ...)
         │   ├── SessionNotFound     404 session-not-found
-        │   └── UnknownImage        404 image-not-found
+        │   ├── UnknownImage        404 image-not-found
+        │   └── VFolderNotFound     404 vfolder-not-found
         ├── Conflict                409 ... (SessionAlreadyExists)
         ├── InsufficientResources   412 insufficient-resources (impossible request)
         ├── PayloadTooLarge         413 request-too-large
+        │   └── QuotaExceeded       413 vfolder-quota-exceeded (a folder would grow past its quota)
         ├── TooManyRequests         429 too-many-requests
         └── ServerError             500 internal-server-error
 """
@@ -58,6 +60,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "PermissionDenied",
+    "QuotaExceeded",
     "RPCError",
     "RegistryAuthFailed",
     "RegistryError",
@@ -68,6 +71,7 @@ __all__ = [
     "TooManyRequests",
     "UnavailableError",
     "UnknownImage",
+    "VFolderNotFound",
 ]
 
 
@@ -195,6 +199,11 @@ class UnknownImage(NotFound):
     title = "Unknown image"
 
 
+class VFolderNotFound(NotFound):
+    slug = "vfolder-not-found"
+    title = "No such virtual folder"
+
+
 class Conflict(APIError):
     status = 409
     slug = "conflict"
@@ -211,6 +220,11 @@ class PayloadTooLarge(APIError):
     status = 413
     slug = "request-too-large"
     title = "Request too large"
+
+
+class QuotaExceeded(PayloadTooLarge):
+    slug = "vfolder-quota-exceeded"
+    title = "Virtual folder quota exceeded"
 
 
 class TooManyRequests(APIError):

@@ -18,7 +18,15 @@ from backendai.roles.allinone import AllInfo
 from backendai.roles.allinone import serve as serve_all
 from backendai.roles.manager import db_url
 
-__all__ = ["Cluster", "cluster_config", "open_cluster", "query", "wait_for_agents", "wait_status"]
+__all__ = [
+    "Cluster",
+    "add_user",
+    "cluster_config",
+    "open_cluster",
+    "query",
+    "wait_for_agents",
+    "wait_status",
+]
 
 
 def cluster_config(data_dir: Path, **sections: dict[str, Any]) -> Config:
@@ -39,7 +47,7 @@ def cluster_config(data_dir: Path, **sections: dict[str, Any]) -> Config:
             "dummy_create_delay": 0.05,
             "dummy_destroy_delay": 0.02,
         },
-        "storage": {"port": 0},
+        "storage": {"port": 0, "client_port": 0},
         "appproxy": {"port": 0},
     }
     for section, values in sections.items():
@@ -119,3 +127,11 @@ async def wait_status(
             if info["status"] == status:
                 return info
             await trio.sleep(0.05)  # polling a server over HTTP: there is no event to await
+
+
+async def add_user(c: Cluster, user_id: str, role: str = "user") -> APIClient:
+    """A new user *user_id* (email) in the default domain with a keypair, and a client signed with it."""
+    from .accounts_fixtures import add_account
+
+    account = await add_account(c.config, user_id, role=role)
+    return APIClient(c.endpoint, account.access_key, account.secret_key)

@@ -47,13 +47,15 @@ def pg_url() -> str:
     return os.environ.get("BACKENDAI_TEST_PG_URL", DEFAULT_PG_URL)
 
 
-def require_service(ok: bool, what: str) -> None:
+def require_service(
+    ok: bool, what: str, hint: str = "scripts/test (or scripts/services) starts it"
+) -> None:
     """Skip the test when *what* is not available, or fail it when env ``CI`` is set."""
     if ok:
         return
     if os.environ.get("CI"):
         pytest.fail(f"{what} is not available, and CI is set: integration tests must run in CI")
-    pytest.skip(f"{what} is not available; scripts/test (or scripts/services) starts it")
+    pytest.skip(f"{what} is not available; {hint}")
 
 
 def redis_answers(url: str) -> bool:

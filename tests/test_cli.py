@@ -21,7 +21,7 @@ def _config(tmp_path: Path, **manager: object) -> Path:
             "cluster": {"data_dir": str(tmp_path)},
             "manager": {"port": free_port(), **manager},
             "agent": {"port": free_port(), "backend": "dummy"},
-            "storage": {"port": free_port()},
+            "storage": {"port": free_port(), "client_port": free_port()},
             "appproxy": {"port": free_port()},
         },
     )

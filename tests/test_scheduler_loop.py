@@ -16,6 +16,7 @@ from backendai.db.tables import keypairs, sessions
 from backendai.manager.agent_client import open_agent_client
 from backendai.manager.context import ManagerContext
 from backendai.manager.scheduling import serve_scheduler
+from backendai.manager.storage_client import open_storage_client
 
 from .sched_db import add_agents, add_group, add_keypairs, add_session
 
@@ -46,9 +47,10 @@ async def test_a_long_pass_leaves_the_event_loop_and_the_database_to_the_api(
     async with (
         open_database(f"sqlite:///{tmp_path / 'manager.db'}") as db,
         open_agent_client(Secret("s")) as agents,
+        open_storage_client("http://127.0.0.1:9", Secret("s")) as storage,  # unused here
     ):
         await db.run(seed)
-        ctx = ManagerContext(config, db, MemoryEventBus(), agents, "manager-test")
+        ctx = ManagerContext(config, db, MemoryEventBus(), agents, "manager-test", storage)
         lags: list[float] = []
         writes: list[float] = []
 

@@ -57,6 +57,8 @@ class KernelSpec:
     cluster_role: str = "main"
     cluster_idx: int = 0
     environ: Mapping[str, str] = field(default_factory=dict)
+    # Folders to bind: (host path, container path, read-only).
+    mounts: tuple[tuple[str, str, bool], ...] = ()
     startup_command: str | None = None
     # Where to pull the image from when this node lacks it (None: it must be present),
     # and how long that pull may take.

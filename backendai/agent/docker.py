@@ -291,6 +291,11 @@ class DockerBackend:
                 str(RUNNER_DIR): {"bind": RUNNER_MOUNT, "mode": "ro"},
                 str(spec.ipc_dir.resolve()): {"bind": IPC_MOUNT, "mode": "rw"},
                 **launch.binds,
+                # Folders: read-only is the kernel's to enforce (a ro bind mount), not ours.
+                **{
+                    host: {"bind": target, "mode": "ro" if ro else "rw"}
+                    for host, target, ro in spec.mounts
+                },
             },
             network_mode=self.config.network_mode,
             nano_cpus=int(cpu * 1_000_000_000) or None,

@@ -42,6 +42,16 @@ def _registry(raw: Any) -> RegistrySpec | None:
     return None if raw is None else parse_registry_spec(raw, where="kernel spec: registry")
 
 
+def _mounts(raw: Any) -> tuple[tuple[str, str, bool], ...]:
+    out = []
+    for m in raw or []:
+        host, target, mode = str(m["host_path"]), str(m["container_path"]), m.get("mode", "ro")
+        if not host.startswith("/") or not target.startswith("/") or mode not in ("ro", "rw"):
+            raise InvalidAPIParameters(f"mounts: invalid mount {m!r}")
+        out.append((host, target, mode == "ro"))
+    return tuple(out)
+
+
 def parse_spec(raw: Any, scratch_dir: Path) -> KernelSpec:
     """Validate a create request from the manager."""
     if not isinstance(raw, Mapping):
@@ -60,6 +70,7 @@ def parse_spec(raw: Any, scratch_dir: Path) -> KernelSpec:
             cluster_idx=int(raw.get("cluster_idx", 0)),
             environ={str(k): str(v) for k, v in (raw.get("environ") or {}).items()},
             startup_command=raw.get("startup_command"),
+            mounts=_mounts(raw.get("mounts")),
             registry=_registry(raw.get("registry")),
             pull_timeout=float(raw.get("pull_timeout") or DEFAULT_PULL_TIMEOUT),
         )

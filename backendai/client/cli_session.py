@@ -21,7 +21,7 @@ from backendai.errors import ConfigError, UnavailableError
 from .api import APIClient, APIResponseError, ClientConfig
 from .output import err, format_kv, format_table, out
 
-__all__ = ["add_session_commands", "run_session_command"]
+__all__ = ["add_session_commands", "command_group", "run_session_command"]
 
 EXIT_API_ERROR = 1
 EXIT_UNAVAILABLE = 69
@@ -184,19 +184,31 @@ def run_session_command(
         return EXIT_INTERRUPTED
 
 
-def add_session_commands(
-    subparsers: argparse._SubParsersAction[Any],
-) -> argparse._SubParsersAction[Any]:
-    """Add ``session`` and its subcommands (returned, for more); each sets ``func(args) -> exit code``."""
-    session = subparsers.add_parser("session", help="create, inspect and destroy compute sessions")
-    commands: argparse._SubParsersAction[Any] = session.add_subparsers(
-        dest="session_command", metavar="COMMAND", required=True
+def command_group(
+    subparsers: argparse._SubParsersAction[Any], name: str, help: str
+) -> tuple[argparse._SubParsersAction[Any], Callable[[str, Handler, str], argparse.ArgumentParser]]:
+    """A client command group (``session``, ``vfolder``): its subparsers, and a maker of
+    subcommands that run their handler with an API client."""
+    group = subparsers.add_parser(name, help=help)
+    commands: argparse._SubParsersAction[Any] = group.add_subparsers(
+        dest=f"{name}_command", metavar="COMMAND", required=True
     )
 
     def command(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = commands.add_parser(name, help=help, description=help)
         parser.set_defaults(func=run_session_command, handler=handler)
         return parser
+
+    return commands, command
+
+
+def add_session_commands(
+    subparsers: argparse._SubParsersAction[Any],
+) -> argparse._SubParsersAction[Any]:
+    """Add ``session`` and its subcommands (returned, for more); each sets ``func(args) -> exit code``."""
+    commands, command = command_group(
+        subparsers, "session", "create, inspect and destroy compute sessions"
+    )
 
     p = command("create", _create, "start a compute session")
     p.add_argument("image", metavar="IMAGE", help="kernel image, e.g. python:3.11-ubuntu22.04")

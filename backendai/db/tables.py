@@ -36,6 +36,9 @@ __all__ = [
     "user_projects",
     "user_resource_policies",
     "users",
+    "vfolder_invitations",
+    "vfolder_permissions",
+    "vfolders",
 ]
 
 metadata = sa.MetaData(
@@ -282,6 +285,8 @@ sessions = sa.Table(
     sa.Column("cluster_size", sa.Integer, nullable=False),
     sa.Column("requested_slots", sa.JSON, nullable=False),  # per kernel
     sa.Column("environ", sa.JSON, nullable=False, default=dict),
+    # Folder mounts: [{name, folder_id, host_path, container_path, mode}]; NULL: none.
+    sa.Column("mounts", sa.JSON, nullable=True),
     sa.Column("tag", sa.String(256), nullable=True),
     sa.Column("startup_command", sa.Text, nullable=True),
     sa.Column("priority", sa.Integer, nullable=False, default=0),
@@ -372,3 +377,46 @@ session_history = sa.Table(
     sa.Column("at", sa.Float, nullable=False),
 )
 sa.Index("ix_session_history_session_id", session_history.c.session_id)
+
+# Virtual folders.  ``user_id`` is the owner's keypairs.user_id and ``project`` a
+# project name; both become foreign keys once the accounts tables land.
+vfolders = sa.Table(
+    "vfolders",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("host", sa.String(128), nullable=False),  # the storage volume
+    sa.Column("ownership_type", sa.String(16), nullable=False),  # user | group
+    sa.Column("user_id", sa.String(256), nullable=True),
+    sa.Column("project", sa.String(64), nullable=True),
+    sa.Column("usage_mode", sa.String(16), nullable=False, default="general"),
+    sa.Column("permission", sa.String(2), nullable=False, default="rw"),  # for project members
+    sa.Column("cloneable", sa.Boolean, nullable=False, default=False),
+    sa.Column("quota_bytes", sa.BigInteger, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False, default="ready"),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+# A name is unique per owner (NULLs are distinct: user and project folders do not clash).
+sa.Index("uq_vfolders_user_id_name", vfolders.c.user_id, vfolders.c.name, unique=True)
+sa.Index("uq_vfolders_project_name", vfolders.c.project, vfolders.c.name, unique=True)
+
+vfolder_permissions = sa.Table(
+    "vfolder_permissions",
+    metadata,
+    sa.Column("vfolder_id", sa.String(36), sa.ForeignKey("vfolders.id"), primary_key=True),
+    sa.Column("user_id", sa.String(256), primary_key=True),
+    sa.Column("permission", sa.String(2), nullable=False),  # ro | rw | wd
+)
+
+vfolder_invitations = sa.Table(
+    "vfolder_invitations",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("vfolder_id", sa.String(36), sa.ForeignKey("vfolders.id"), nullable=False),
+    sa.Column("inviter", sa.String(256), nullable=False),
+    sa.Column("invitee", sa.String(256), nullable=False),
+    sa.Column("permission", sa.String(2), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # pending | accepted | rejected | canceled
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+sa.Index("ix_vfolder_invitations_invitee", vfolder_invitations.c.invitee)

@@ -169,6 +169,7 @@ def create_app(ctx: ManagerContext) -> QuartTrio:
     from .events_api import add_event_routes
     from .exec_api import add_exec_routes
     from .files_api import add_file_routes
+    from .folders_api import add_folder_routes
     from .gql_api import add_gql_routes
     from .groups_api import add_group_routes
     from .images_api import add_image_routes
@@ -294,4 +295,5 @@ def create_app(ctx: ManagerContext) -> QuartTrio:
     add_group_routes(app, ctx)
     add_auth_routes(app, ctx)
     add_gql_routes(app, ctx)
+    add_folder_routes(app, ctx)
     return app

@@ -16,6 +16,7 @@ from .agent_client import AgentClient
 from .ratelimit import MemoryRateWindow, RateWindow
 from .repo import StatusChange
 from .states import event_name
+from .storage_client import StorageClient
 
 __all__ = ["ManagerContext", "Wakeup", "publish_changes"]
 
@@ -45,6 +46,7 @@ class ManagerContext:
     bus: EventBus
     agents: AgentClient
     manager_id: str
+    storage: StorageClient
     # Per-keypair request counts (Redis when the bus is Redis, else this process).
     rates: RateWindow = field(default_factory=MemoryRateWindow)
     # Password hashing (scrypt: 16 MiB and ~50 ms a call) runs at most this many at once.

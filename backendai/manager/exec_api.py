@@ -166,7 +166,11 @@ def add_exec_routes(app: QuartTrio, ctx: ManagerContext) -> None:
         def _all(c: sa.Connection) -> list[dict[str, Any]]:
             rows = c.execute(
                 sa.select(
-                    kernels, agents.c.rpc_addr, sessions.c.environ, sessions.c.startup_command
+                    kernels,
+                    agents.c.rpc_addr,
+                    sessions.c.environ,
+                    sessions.c.mounts,
+                    sessions.c.startup_command,
                 )
                 .join(agents, agents.c.id == kernels.c.agent_id)
                 .join(sessions, sessions.c.id == kernels.c.session_id)

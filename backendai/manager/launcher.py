@@ -62,6 +62,7 @@ def _claim(
             agents.c.rpc_addr,
             agents.c.status.label("agent_status"),
             sessions.c.environ,
+            sessions.c.mounts,
             sessions.c.startup_command,
             sessions.c.session_type,
         )
@@ -122,6 +123,7 @@ def _agent_spec(k: dict[str, Any]) -> dict[str, Any]:
         "cluster_role": k["cluster_role"],
         "cluster_idx": k["cluster_idx"],
         "environ": k["environ"] or {},
+        "mounts": k["mounts"] or [],
         "startup_command": k["startup_command"],
     }
 

@@ -316,7 +316,7 @@ def requeue_preempted(conn: sa.Connection, ids: Sequence[str], now: float) -> li
             c: old[c]
             for c in (
                 "name", "access_key", "session_type", "image", "architecture", "resource_group",
-                "cluster_mode", "cluster_size", "requested_slots", "environ", "tag",
+                "cluster_mode", "cluster_size", "requested_slots", "environ", "mounts", "tag",
                 "startup_command", "priority", "preemptible", "domain_name", "group_id",
             )
         }  # fmt: skip

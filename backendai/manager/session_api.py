@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from typing import Any
@@ -16,6 +17,7 @@ from ..sched import ResourceSlots
 from . import repo
 from .api import Caller, json_body, json_response
 from .context import ManagerContext
+from .mounts import resolve_mounts
 from .session_ops import create_session, destroy_session, parse_create_request, resolve_session
 from .states import TERMINAL
 
@@ -119,6 +121,9 @@ def add_session_routes(app: QuartTrio, ctx: ManagerContext) -> None:
     async def create() -> Response:
         caller: Caller = g.caller
         req = parse_create_request(await json_body())
+        if req.mount_requests:
+            mounts = await resolve_mounts(ctx, caller, req.mount_requests)
+            req = dataclasses.replace(req, mounts=tuple(mounts))
         row, created = await create_session(ctx, req, caller.owner_access_key)
         body = {
             "sessionId": row["id"],

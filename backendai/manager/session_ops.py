@@ -30,6 +30,7 @@ from . import catalog, repo
 from .admission import admit
 from .context import ManagerContext, publish_changes
 from .launcher import fail_session
+from .mounts import MountRequest, parse_mounts
 from .repo import StatusChange
 from .sched_request import (
     SchedulingRequest,
@@ -76,6 +77,10 @@ class SessionRequest:
     domain: str | None = None
     # preemptible, dependencies, startsAt (see sched_request)
     scheduling: SchedulingRequest = field(default_factory=SchedulingRequest)
+    # Folder mounts as asked (config.mounts, mount_map, mount_options) and as resolved for
+    # the caller (host path, container path, mode; see manager.mounts).
+    mount_requests: tuple[MountRequest, ...] = ()
+    mounts: tuple[Mapping[str, Any], ...] = ()
 
 
 def _opt(body: Mapping[str, Any], *names: str, default: Any = None) -> Any:
@@ -198,6 +203,7 @@ def parse_create_request(body: Any) -> SessionRequest:
         project=project or None,
         domain=domain or None,
         scheduling=parse_scheduling_fields(body, stype, time.time()),
+        mount_requests=parse_mounts(config),
     )
 
 
@@ -283,6 +289,7 @@ def _enqueue(
         "cluster_size": req.cluster_size,
         "requested_slots": slots.to_json(),
         "environ": dict(req.environ),
+        "mounts": [dict(m) for m in req.mounts],
         "tag": req.tag,
         "startup_command": req.startup_command,
         "priority": req.priority,

@@ -43,10 +43,14 @@ async def serve(
 ) -> NoReturn:
     config = with_secret(config)
     async with open_event_bus(config.bus) as bus, trio.open_nursery() as nursery:
+        # The storage proxy first: the manager needs its address (a port 0 is known only now).
+        s = await nursery.start(storage.serve, config)
+        if not config.manager.storage_url:
+            mcfg = dataclasses.replace(config.manager, storage_url=s.endpoint)
+            config = dataclasses.replace(config, manager=mcfg)
         m = await nursery.start(
             lambda task_status: manager.serve(config, bus=bus, task_status=task_status)
         )
-        s = await nursery.start(storage.serve, config)
         p = await nursery.start(appproxy.serve, config)
         a = await nursery.start(
             lambda task_status: agent.serve(config, bus=bus, task_status=task_status)

@@ -26,6 +26,7 @@ from ..manager.launcher import serve_launcher
 from ..manager.policy_reaper import serve_policy_reaper
 from ..manager.ratelimit import MemoryRateWindow
 from ..manager.scheduling import serve_scheduler
+from ..manager.storage_client import open_storage_client
 from ..manager.terminator import serve_terminator
 
 __all__ = ["ManagerInfo", "serve"]
@@ -46,6 +47,17 @@ def db_url(config: Config) -> str:
     return config.manager.db_url or f"sqlite:///{config.data_dir / 'manager.db'}"
 
 
+def storage_url(config: Config) -> str:
+    if config.manager.storage_url:
+        return config.manager.storage_url
+    host = config.storage.host
+    return (
+        f"http://[{host}]:{config.storage.port}"
+        if ":" in host
+        else f"http://{host}:{config.storage.port}"
+    )
+
+
 async def serve(
     config: Config,
     *,
@@ -58,6 +70,9 @@ async def serve(
         db = await stack.enter_async_context(open_database(db_url(config), threads=cfg.db_threads))
         the_bus = await stack.enter_async_context(use_event_bus(config.bus, bus))
         agents = await stack.enter_async_context(open_agent_client(config.cluster.secret))
+        storage = await stack.enter_async_context(
+            open_storage_client(storage_url(config), config.cluster.secret)
+        )
         creds = await db.run(ensure_bootstrap)
         ctx = ManagerContext(
             config=config,
@@ -66,6 +81,7 @@ async def serve(
             agents=agents,
             manager_id=manager_id,
             rates=the_bus if isinstance(the_bus, RedisEventBus) else MemoryRateWindow(),
+            storage=storage,
         )
         async with trio.open_nursery() as nursery:
             await nursery.start(serve_agent_monitor, ctx)
