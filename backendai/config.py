@@ -191,6 +191,14 @@ class AppProxyConfig:
     header_timeout: float = 10.0
     # Seconds to connect to an app before answering 504.
     connect_timeout: float = 5.0
+    # Seconds a kept-alive client connection may idle between requests.
+    keepalive_timeout: float = 75.0
+    # Open connections to one app instance; beyond this a request gets 503.
+    max_connections_per_route: int = 1000
+    # PEM certificate chain and key for TLS termination; both empty: plain HTTP.
+    tls_cert: str = ""
+    # PEM private key of tls_cert.
+    tls_key: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
