@@ -199,6 +199,29 @@ class AppProxyConfig:
     tls_cert: str = ""
     # PEM private key of tls_cert.
     tls_key: str = ""
+    # How apps are reached: "wildcard" (http://<name>.<domain>:<port>/) or "port" (a port per app).
+    mode: Literal["wildcard", "port"] = "wildcard"
+    # Wildcard mode: the domain whose subdomains name apps (DNS *.<domain> points at this proxy).
+    domain: str = "apps.localhost"
+    # Host name in the app URLs handed to users; empty: the listen host.
+    public_host: str = ""
+    # Port mode: the ports handed to apps, both ends included.
+    port_range_start: int = 10201
+    port_range_end: int = 10300
+    # Address of the route management API (called by managers, authenticated by cluster.secret).
+    api_host: str = "127.0.0.1"
+    # Port of the route management API (0: any free port).
+    api_port: int = 10250
+    # URL managers use to reach the route API; empty: http://<api_host>:<api port>.
+    api_url: str = ""
+    # This proxy's id among the cluster's app proxies; empty: the host name.
+    id: str = ""
+    # Manager base URL the proxy announces itself to (and rebuilds its routes from); empty: none.
+    manager_url: str = ""
+    # Seconds between announcements to the manager.
+    announce_interval: float = 10.0
+    # Seconds the cookie an app token is exchanged for stays valid.
+    cookie_ttl: float = 86400.0
 
 
 @dataclasses.dataclass(frozen=True)

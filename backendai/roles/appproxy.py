@@ -1,19 +1,22 @@
-"""Composition root of the app proxy role: the route table and the raw-socket listener."""
+"""Composition root of the app proxy role: route registry, listeners, route API."""
 
 from __future__ import annotations
 
 import logging
+import socket
 from dataclasses import dataclass
-from functools import partial
 from typing import NoReturn
 
 import trio
 
 from ..config import AppProxyConfig, Config
-from ..netproxy import ConnectionLimiter, ProxySettings, RouteTable, handle_connection
-from ..netproxy.listen import bound_port, open_listeners, tls_context
+from ..errors import ConfigError
+from ..netproxy import ProxySettings
+from ..netproxy.listen import tls_context
+from ..netproxy.registry import RouteRegistry
+from ..netproxy.server import ProxyServer
 
-__all__ = ["AppProxyInfo", "serve", "settings_from"]
+__all__ = ["AppProxyInfo", "build_registry", "serve", "settings_from"]
 
 log = logging.getLogger(__name__)
 
@@ -35,25 +38,47 @@ def settings_from(cfg: AppProxyConfig) -> ProxySettings:
     )
 
 
+def proxy_id(cfg: AppProxyConfig) -> str:
+    return cfg.id or socket.gethostname()
+
+
+def build_registry(config: Config) -> RouteRegistry:
+    cfg = config.appproxy
+    if not 0 < cfg.port_range_start <= cfg.port_range_end < 65536:
+        raise ConfigError(
+            f"appproxy.port_range_start={cfg.port_range_start} port_range_end={cfg.port_range_end}: "
+            "expected 0 < start <= end < 65536"
+        )
+    if cfg.mode == "wildcard" and not cfg.domain.strip("."):
+        raise ConfigError(
+            "appproxy.domain is empty; wildcard mode needs a domain (apps.example.com)"
+        )
+    return RouteRegistry(
+        cfg.mode,
+        domain=cfg.domain,
+        public_host=cfg.public_host or cfg.host,
+        port=cfg.port,
+        ports=range(cfg.port_range_start, cfg.port_range_end + 1),
+        scheme="https" if cfg.tls_cert else "http",
+        state_file=config.data_dir / f"appproxy-{proxy_id(cfg)}" / "ports.json",
+    )
+
+
 async def serve(
     config: Config,
     *,
-    table: RouteTable | None = None,
     task_status: trio.TaskStatus[AppProxyInfo] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     cfg = config.appproxy
-    routes = table if table is not None else RouteTable()
-    settings = settings_from(cfg)
-    handler = partial(
-        handle_connection,
-        router=routes,
-        settings=settings,
-        limiter=ConnectionLimiter(settings.max_connections_per_route),
+    registry = build_registry(config)
+    server = ProxyServer(
+        registry,
+        settings_from(cfg),
+        host=cfg.host,
+        tls=tls_context(cfg.tls_cert, cfg.tls_key),
     )
-    listeners = await open_listeners(cfg.host, cfg.port, tls_context(cfg.tls_cert, cfg.tls_key))
     async with trio.open_nursery() as nursery:
-        await nursery.start(trio.serve_listeners, handler, listeners)
-        port = bound_port(listeners[0])
-        log.info("app proxy listening on %s:%d", cfg.host, port)
+        port = await nursery.start(server.serve)
+        log.info("app proxy (%s mode) listening on %s:%d", cfg.mode, cfg.host, port)
         task_status.started(AppProxyInfo(cfg.host, port))
     raise AssertionError("the app proxy returned without being cancelled")

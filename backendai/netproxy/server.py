@@ -1,0 +1,111 @@
+"""The proxy's listeners: the main one (wildcard routing) and one per app port (port mode)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import ssl
+from dataclasses import dataclass, field
+from functools import partial
+from typing import NoReturn
+
+import trio
+
+from ..errors import UnavailableError
+from .listen import bound_port, open_listeners
+from .proxy import ConnectionLimiter, Gate, ProxySettings, handle_connection, handle_tcp
+from .registry import AppRoute, Placement, PortRouter, RouteRegistry
+
+__all__ = ["ProxyServer"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _OpenRequest:
+    port: int
+    done: trio.Event = field(default_factory=trio.Event)
+    error: UnavailableError | None = None
+
+
+class ProxyServer:
+    """What the route API changes: the registry, and (port mode) the listeners behind it."""
+
+    def __init__(
+        self,
+        registry: RouteRegistry,
+        settings: ProxySettings,
+        *,
+        host: str,
+        tls: ssl.SSLContext | None = None,
+        gate: Gate | None = None,
+    ) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.host = host
+        self.tls = tls
+        self.gate = gate
+        self.limiter = ConnectionLimiter(settings.max_connections_per_route)
+        self._open_send, self._open_receive = trio.open_memory_channel[_OpenRequest](math.inf)
+        self._listening: set[int] = set()
+
+    async def handle_main(self, stream: trio.abc.Stream) -> None:
+        await handle_connection(
+            stream, self.registry, self.settings, limiter=self.limiter, gate=self.gate
+        )
+
+    async def handle_port(self, port: int, stream: trio.abc.Stream) -> None:
+        route = self.registry.at_port(port)
+        if route is not None and route.protocol == "tcp":
+            await handle_tcp(stream, route, self.settings, limiter=self.limiter)
+            return
+        router = PortRouter(self.registry, port)
+        await handle_connection(stream, router, self.settings, limiter=self.limiter, gate=self.gate)
+
+    async def add(self, app: AppRoute) -> Placement:
+        """Register *app*; in port mode, listen on its port first (another if that one is taken)."""
+        while True:
+            placement = self.registry.add(app)
+            if self.registry.mode != "port" or placement.port in self._listening:
+                return placement
+            request = _OpenRequest(placement.port)
+            self._open_send.send_nowait(request)
+            await request.done.wait()
+            if request.error is None:
+                return placement
+            log.warning("%s; giving %s another port", request.error, app.route_id)
+            self.registry.refuse_port(placement.port)
+
+    async def serve(
+        self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+    ) -> NoReturn:
+        """Serve the main listener and the port listeners; ``started()`` carries the main port."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self._serve_ports)
+            for port in self.registry.allocated_ports():  # kept from before a restart
+                self._open_send.send_nowait(_OpenRequest(port))
+            listeners = await open_listeners(self.host, self.registry.port, self.tls)
+            await nursery.start(trio.serve_listeners, self.handle_main, listeners)
+            port = bound_port(listeners[0])
+            self.registry.port = port
+            task_status.started(port)
+        raise AssertionError("the app proxy listeners returned")
+
+    async def _serve_ports(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> NoReturn:
+        """Open port listeners on request (never closed: a freed port answers 404 until reused)."""
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            async for request in self._open_receive:
+                if request.port not in self._listening:
+                    try:
+                        listeners = await open_listeners(self.host, request.port, self.tls)
+                    except UnavailableError as e:
+                        request.error = e
+                    else:
+                        self._listening.add(request.port)
+                        handler = partial(self.handle_port, request.port)
+                        nursery.start_soon(trio.serve_listeners, handler, listeners)
+                request.done.set()
+        raise AssertionError("the port listener channel closed")
