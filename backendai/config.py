@@ -112,6 +112,10 @@ class ManagerConfig:
     max_wait_limit: float = 600.0
     # Grace period for in-flight requests at shutdown.
     shutdown_timeout: float = 10.0
+    # Seconds an app token from start-service may wait before it is exchanged for a cookie.
+    app_token_ttl: float = 120.0
+    # Seconds an app proxy may stay silent before no new app is placed on it.
+    app_proxy_timeout: float = 60.0
 
 
 @dataclasses.dataclass(frozen=True)

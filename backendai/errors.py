@@ -32,7 +32,8 @@ them.  A subclass exists only where some caller acts differently on it::
         ├── InsufficientResources   412 insufficient-resources (impossible request)
         ├── PayloadTooLarge         413 request-too-large
         ├── TooManyRequests         429 too-many-requests
-        └── ServerError             500 internal-server-error
+        ├── ServerError             500 internal-server-error
+        └── ServiceUnavailable      503 service-unavailable (no app proxy, ...)
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ __all__ = [
     "RegistryNotFound",
     "RegistryUnreachable",
     "ServerError",
+    "ServiceUnavailable",
     "SessionNotFound",
     "TooManyRequests",
     "UnavailableError",
@@ -223,3 +225,9 @@ class ServerError(APIError):
     status = 500
     slug = "internal-server-error"
     title = "Internal server error"
+
+
+class ServiceUnavailable(APIError):
+    status = 503
+    slug = "service-unavailable"
+    title = "Service unavailable"

@@ -99,7 +99,8 @@ def test_rebuilding_from_the_managers_view_drops_what_it_lacks(tmp_path: Path) -
     reg = registry(state=tmp_path / "ports.json")
     reg.add(app("s1"))
     reg.add(app("s2"))
-    reg.replace_all([app("s2"), app("s3")])
+    reg.retain({"s2/jupyter", "s3/jupyter"})
+    reg.add(app("s3"))
     assert sorted(reg.apps) == ["s2/jupyter", "s3/jupyter"]
     assert reg.placements["s2/jupyter"].port == 20001
     assert reg.placements["s3/jupyter"].port == 20000

@@ -6,6 +6,7 @@ Routes live in ``session_api`` and ``events_api``; this module wires them to a
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import time
@@ -124,6 +125,7 @@ def _where() -> str:
 
 def create_app(ctx: ManagerContext) -> QuartTrio:
     from .agents_api import add_agent_routes
+    from .apps_api import add_app_routes
     from .events_api import add_event_routes
     from .exec_api import add_exec_routes
     from .files_api import add_file_routes
@@ -150,9 +152,16 @@ def create_app(ctx: ManagerContext) -> QuartTrio:
             )
         g.caller = Caller(access_key, role, owner, named_owner="owner_access_key" in args)
 
+    proxy_secret = f"Bearer {ctx.config.cluster.secret.reveal()}".encode()
+
     @app.before_request
     async def authenticate() -> None:
         if request.path == "/" or request.method == "OPTIONS":
+            return
+        if request.path.startswith("/appproxy/"):  # app proxies hold the cluster secret
+            given = request.headers.get("Authorization", "").encode()
+            if not ctx.config.cluster.secret or not hmac.compare_digest(given, proxy_secret):
+                raise AuthenticationFailed("app proxy calls need the cluster secret")
             return
         await authenticate_as(request.method, request.scope, dict(request.headers), request.args)
 
@@ -202,4 +211,5 @@ def create_app(ctx: ManagerContext) -> QuartTrio:
     add_file_routes(app, ctx)
     add_image_routes(app, ctx)
     add_group_routes(app, ctx)
+    add_app_routes(app, ctx)
     return app

@@ -187,14 +187,11 @@ class RouteRegistry:
         ids += [rid for rid in self._allocated if rid.startswith(f"{session_id}/")]
         return [p for rid in dict.fromkeys(ids) if (p := self.remove(rid)) is not None]
 
-    def replace_all(self, apps: list[AppRoute]) -> None:
-        """Make the table exactly *apps* (the manager's view, after a restart)."""
-        keep = {a.route_id for a in apps}
+    def retain(self, keep: set[str]) -> None:
+        """Drop every route (and kept port) whose id is not in *keep*."""
         for rid in [*self.apps, *self._allocated]:
             if rid not in keep:
                 self.remove(rid)
-        for a in apps:
-            self.add(a)
 
     # -- routing -------------------------------------------------------------------
 

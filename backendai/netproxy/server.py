@@ -48,6 +48,8 @@ class ProxyServer:
         self.limiter = ConnectionLimiter(settings.max_connections_per_route)
         self._open_send, self._open_receive = trio.open_memory_channel[_OpenRequest](math.inf)
         self._listening: set[int] = set()
+        # route id -> when the API last added or removed it (see replace_all)
+        self._changed: dict[str, float] = {}
 
     async def handle_main(self, stream: trio.abc.Stream) -> None:
         await handle_connection(
@@ -64,6 +66,7 @@ class ProxyServer:
 
     async def add(self, app: AppRoute) -> Placement:
         """Register *app*; in port mode, listen on its port first (another if that one is taken)."""
+        self._changed[app.route_id] = trio.current_time()
         while True:
             placement = self.registry.add(app)
             if self.registry.mode != "port" or placement.port in self._listening:
@@ -75,6 +78,28 @@ class ProxyServer:
                 return placement
             log.warning("%s; giving %s another port", request.error, app.route_id)
             self.registry.refuse_port(placement.port)
+
+    async def replace_all(
+        self, apps: list[AppRoute], *, since: float = math.inf
+    ) -> list[Placement]:
+        """Make the table exactly *apps*: a manager's view, as it was at time *since*.
+
+        Routes added or removed through the API after *since* are newer than that
+        view and stay as they are.
+        """
+        newer = {rid for rid, t in self._changed.items() if t > since}
+        self.registry.retain({a.route_id for a in apps} | newer)
+        return [await self.add(a) for a in apps if a.route_id not in newer]
+
+    def remove(self, route_id: str) -> Placement | None:
+        self._changed[route_id] = trio.current_time()
+        return self.registry.remove(route_id)
+
+    def remove_session(self, session_id: str) -> list[Placement]:
+        removed = self.registry.remove_session(session_id)
+        now = trio.current_time()
+        self._changed.update((p.route_id, now) for p in removed)
+        return removed
 
     async def serve(
         self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED

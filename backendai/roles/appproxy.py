@@ -5,15 +5,20 @@ from __future__ import annotations
 import logging
 import socket
 from dataclasses import dataclass
+from functools import partial
 from typing import NoReturn
 
 import trio
 
 from ..config import AppProxyConfig, Config
 from ..errors import ConfigError
+from ..httpserver import serve_http
 from ..netproxy import ProxySettings
+from ..netproxy.announce import announce_forever
+from ..netproxy.gate import AuthGate
 from ..netproxy.listen import tls_context
 from ..netproxy.registry import RouteRegistry
+from ..netproxy.route_api import create_route_api
 from ..netproxy.server import ProxyServer
 
 __all__ = ["AppProxyInfo", "build_registry", "serve", "settings_from"]
@@ -25,6 +30,9 @@ log = logging.getLogger(__name__)
 class AppProxyInfo:
     host: str
     port: int
+    api_port: int
+    api_url: str
+    id: str
 
 
 def settings_from(cfg: AppProxyConfig) -> ProxySettings:
@@ -71,14 +79,36 @@ async def serve(
 ) -> NoReturn:
     cfg = config.appproxy
     registry = build_registry(config)
+    if not config.cluster.secret:
+        raise ConfigError("cluster.secret is empty; the app proxy's route API and tokens need it")
+    gate = AuthGate(
+        config.cluster.secret.reveal(), cookie_ttl=cfg.cookie_ttl, secure=bool(cfg.tls_cert)
+    )
     server = ProxyServer(
         registry,
         settings_from(cfg),
         host=cfg.host,
         tls=tls_context(cfg.tls_cert, cfg.tls_key),
+        gate=gate,
     )
+    pid = proxy_id(cfg)
+    api = create_route_api(server, config.cluster.secret, pid)
     async with trio.open_nursery() as nursery:
         port = await nursery.start(server.serve)
-        log.info("app proxy (%s mode) listening on %s:%d", cfg.mode, cfg.host, port)
-        task_status.started(AppProxyInfo(cfg.host, port))
+        log.info("app proxy %s (%s mode) listening on %s:%d", pid, cfg.mode, cfg.host, port)
+        api_port = await nursery.start(serve_http, api, cfg.api_host, cfg.api_port, "appproxy-api")
+        api_url = cfg.api_url or f"http://{cfg.api_host}:{api_port}"
+        if cfg.manager_url:
+            await nursery.start(
+                partial(
+                    announce_forever,
+                    server,
+                    manager_url=cfg.manager_url,
+                    secret=config.cluster.secret,
+                    proxy_id=pid,
+                    api_url=api_url,
+                    interval=cfg.announce_interval,
+                )
+            )
+        task_status.started(AppProxyInfo(cfg.host, port, api_port, api_url, pid))
     raise AssertionError("the app proxy returned without being cancelled")

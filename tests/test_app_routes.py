@@ -1,0 +1,177 @@
+"""Apps through the app proxy, end to end on one cluster (local backend: the kernel runs as a
+subprocess and serves the standard library's HTTP file server as its app).
+
+start-service starts the app and registers its route; the token opens it once and becomes a
+cookie for that app only; anonymous requests to an authenticated app are refused; a public app
+needs nothing; a restarted proxy rebuilds its table from the manager; after destroy: 404.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+import trio
+
+from backendai.agent.local import IMAGE as LOCAL_IMAGE
+from backendai.client.api import APIResponseError
+from backendai.netproxy import ProxySettings
+from backendai.netproxy.announce import announce_once
+from backendai.netproxy.gate import AuthGate
+from backendai.netproxy.registry import RouteRegistry
+from backendai.netproxy.server import ProxyServer
+
+from .cluster import Cluster, cluster_config, open_cluster, wait_status
+
+DOMAIN = "apps.test"
+
+
+@pytest.fixture
+async def cluster() -> AsyncIterator[Cluster]:
+    # A short data directory: the kernels' runner sockets live under it (AF_UNIX paths are short).
+    data_dir = Path(tempfile.mkdtemp(prefix="bai-apps-"))
+    config = cluster_config(
+        data_dir,
+        agent={"backend": "local", "cpu": 2.0, "mem": "2g"},
+        appproxy={"mode": "wildcard", "domain": DOMAIN},
+    )
+    try:
+        async with open_cluster(config) as c:
+            yield c
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def start_app(cluster: Cluster, app: str) -> tuple[str, dict[str, str]]:
+    created = await cluster.api.create_session(LOCAL_IMAGE, max_wait=30)
+    sid = created["sessionId"]
+    await wait_status(cluster.api, sid, "RUNNING", deadline=60)
+    with trio.fail_after(60):
+        resp = await cluster.api.request("POST", f"/session/{sid}/start-service", json={"app": app})
+    return sid, resp.json()
+
+
+async def get(port: int, url: str, cookies: dict[str, str] | None = None) -> httpx.Response:
+    """GET *url* (a wildcard-mode URL) from the proxy on 127.0.0.1:*port*, Host as in the URL."""
+    parts = urlsplit(url)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    async with httpx.AsyncClient(cookies=cookies) as client:
+        return await client.get(
+            f"http://127.0.0.1:{port}{target}", headers={"Host": parts.netloc}, timeout=20
+        )
+
+
+async def test_an_authenticated_app_opens_with_its_token_only(cluster: Cluster) -> None:
+    port = cluster.info.appproxy.port
+    sid, started = await start_app(cluster, "web")
+    assert set(started) >= {"token", "wsproxy_addr", "url"}
+    host = urlsplit(started["url"]).hostname or ""
+    assert host.endswith(f".{DOMAIN}")
+    assert host.startswith("web-")
+    # Anonymous: refused, with a page that says why.
+    anonymous = await get(port, started["wsproxy_addr"] + "/")
+    assert anonymous.status_code == 401
+    assert "open to its owner only" in anonymous.text
+    # The token opens it once: a cookie for this app, and a redirect without the token.
+    opened = await get(port, started["url"])
+    assert opened.status_code == 302
+    assert opened.headers["location"] == "/"
+    cookie = opened.cookies
+    assert len(cookie) == 1
+    page = await get(port, started["wsproxy_addr"] + "/", cookies=dict(cookie))
+    assert page.status_code == 200
+    assert "Directory listing" in page.text
+    # A forged token is refused, and the proxy keeps serving.
+    forged = await get(port, started["url"][:-3] + "xyz")
+    assert forged.status_code == 403
+    assert "was refused: the signature does not match" in forged.text
+    # The apps listing knows the app and its address.
+    apps = (await cluster.api.request("GET", f"/stream/session/{sid}/apps")).json()
+    assert {a["name"] for a in apps} == {"web", "web-public"}
+    assert next(a for a in apps if a["name"] == "web")["url"] == started["wsproxy_addr"] + "/"
+    # After destroy, the route is gone: 404.
+    await cluster.api.destroy_session(sid)
+    with trio.fail_after(30):
+        while (  # noqa: ASYNC110 (polling a server over HTTP: no event to await)
+            gone := await get(port, started["wsproxy_addr"] + "/", dict(cookie))
+        ).status_code != 404:
+            await trio.sleep(0.1)  # the reaper acts on the session's end
+    assert f"no app is served at host '{host}'" in gone.text
+
+
+async def test_a_public_app_needs_no_login(cluster: Cluster) -> None:
+    _, started = await start_app(cluster, "web-public")
+    page = await get(cluster.info.appproxy.port, started["wsproxy_addr"] + "/")
+    assert page.status_code == 200
+    assert "Directory listing" in page.text
+
+
+async def test_a_cookie_of_one_app_does_not_open_another(cluster: Cluster) -> None:
+    port = cluster.info.appproxy.port
+    _, first = await start_app(cluster, "web")
+    _, second = await start_app(cluster, "web")
+    cookie = dict((await get(port, first["url"])).cookies)
+    assert (await get(port, first["wsproxy_addr"] + "/", cookie)).status_code == 200
+    other = await get(port, second["wsproxy_addr"] + "/", cookie)
+    assert other.status_code == 401
+    # The first app's token at the second app's Host: refused as meant for another app.
+    token = urlsplit(first["url"]).query
+    crossed = await get(port, f"{second['wsproxy_addr']}/?{token}")
+    assert crossed.status_code == 403
+    assert "it is for another app" in crossed.text
+
+
+async def test_start_service_refuses_an_unknown_app(cluster: Cluster) -> None:
+    created = await cluster.api.create_session(LOCAL_IMAGE, max_wait=30)
+    await wait_status(cluster.api, created["sessionId"], "RUNNING", deadline=60)
+    with pytest.raises(APIResponseError) as info:
+        await cluster.api.request(
+            "POST", f"/session/{created['sessionId']}/start-service", json={"app": "vscode"}
+        )
+    assert info.value.status == 400
+    assert "app: invalid value 'vscode'" in str(info.value)
+    assert "offers: web, web-public" in str(info.value)
+
+
+async def test_a_restarted_proxy_rebuilds_its_routes_from_the_manager(
+    cluster: Cluster, nursery: trio.Nursery
+) -> None:
+    _, started = await start_app(cluster, "web")
+    # A fresh proxy process with the same id: empty table, then one announcement.
+    registry = RouteRegistry("wildcard", domain=DOMAIN, public_host="", port=0, ports=range(0))
+    secret = cluster.config.cluster.secret
+    server = ProxyServer(
+        registry, ProxySettings(), host="127.0.0.1", gate=AuthGate(secret.reveal(), cookie_ttl=60)
+    )
+    port = await nursery.start(server.serve)
+    assert registry.apps == {}
+    async with httpx.AsyncClient() as client:
+        n = await announce_once(
+            server,
+            client,
+            manager_url=cluster.endpoint,
+            secret=secret,
+            proxy_id=cluster.info.appproxy.id,
+            api_url=cluster.info.appproxy.api_url,
+        )
+    assert n == 1
+    cookie = dict((await get(port, started["url"])).cookies)
+    page = await get(port, started["wsproxy_addr"] + "/", cookie)
+    assert page.status_code == 200
+    assert "Directory listing" in page.text
+
+
+async def test_announcing_needs_the_cluster_secret(cluster: Cluster) -> None:
+    async with httpx.AsyncClient() as client:
+        resp = await client.post(
+            f"{cluster.endpoint}/appproxy/announce",
+            json={"id": "rogue", "api_url": "http://127.0.0.1:1", "mode": "port"},
+            headers={"Authorization": "Bearer wrong"},
+        )
+    assert resp.status_code == 401
+    assert "cluster secret" in resp.json()["msg"]
