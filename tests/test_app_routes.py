@@ -19,14 +19,14 @@ import pytest
 import trio
 
 from backendai.agent.local import IMAGE as LOCAL_IMAGE
-from backendai.client.api import APIResponseError
+from backendai.client.api import APIClient, APIResponseError
 from backendai.netproxy import ProxySettings
 from backendai.netproxy.announce import announce_once
 from backendai.netproxy.gate import AuthGate
 from backendai.netproxy.registry import RouteRegistry
 from backendai.netproxy.server import ProxyServer
 
-from .cluster import Cluster, cluster_config, open_cluster, wait_status
+from .cluster import Cluster, cluster_config, open_cluster, query, wait_status
 
 DOMAIN = "apps.test"
 
@@ -37,7 +37,7 @@ async def cluster() -> AsyncIterator[Cluster]:
     data_dir = Path(tempfile.mkdtemp(prefix="bai-apps-"))
     config = cluster_config(
         data_dir,
-        agent={"backend": "local", "cpu": 2.0, "mem": "2g"},
+        agent={"backend": "local", "cpu": 16.0, "mem": "16g"},
         appproxy={"mode": "wildcard", "domain": DOMAIN},
     )
     try:
@@ -47,12 +47,17 @@ async def cluster() -> AsyncIterator[Cluster]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-async def start_app(cluster: Cluster, app: str) -> tuple[str, dict[str, str]]:
-    created = await cluster.api.create_session(LOCAL_IMAGE, max_wait=30)
+async def start_app(
+    cluster: Cluster, app: str, api: APIClient | None = None, **extra: object
+) -> tuple[str, dict[str, str]]:
+    api = api or cluster.api
+    created = await api.create_session(LOCAL_IMAGE, max_wait=30)
     sid = created["sessionId"]
-    await wait_status(cluster.api, sid, "RUNNING", deadline=60)
+    await wait_status(api, sid, "RUNNING", deadline=60)
     with trio.fail_after(60):
-        resp = await cluster.api.request("POST", f"/session/{sid}/start-service", json={"app": app})
+        resp = await api.request(
+            "POST", f"/session/{sid}/start-service", json={"app": app, **extra}
+        )
     return sid, resp.json()
 
 
@@ -175,3 +180,38 @@ async def test_announcing_needs_the_cluster_secret(cluster: Cluster) -> None:
         )
     assert resp.status_code == 401
     assert "cluster secret" in resp.json()["msg"]
+
+
+async def test_another_users_app_stays_closed(cluster: Cluster) -> None:
+    port = cluster.info.appproxy.port
+    query(
+        cluster.config,
+        "INSERT INTO keypairs (access_key, secret_key, user_id, role, is_active, created_at) "
+        "VALUES ('AKIAOTHERUSER0000001', 'other-secret', 'other@example.com', 'user', 1, 0)",
+    )
+    my_sid, mine = await start_app(cluster, "web")
+    my_cookie = dict((await get(port, mine["url"])).cookies)
+    async with APIClient(cluster.endpoint, "AKIAOTHERUSER0000001", "other-secret") as other:
+        _, theirs = await start_app(cluster, "web", other)
+        # Not through the manager: my session is not theirs to start apps in.
+        with pytest.raises(APIResponseError) as info:
+            await other.request("POST", f"/session/{my_sid}/start-service", json={"app": "web"})
+        assert info.value.status == 404
+    # Not through the proxy: my cookie and my token are for my app only.
+    assert (await get(port, theirs["wsproxy_addr"] + "/", my_cookie)).status_code == 401
+    crossed = await get(port, f"{theirs['wsproxy_addr']}/?{urlsplit(mine['url']).query}")
+    assert crossed.status_code == 403
+    # Their own token works for them.
+    assert (await get(port, theirs["url"])).status_code == 302
+
+
+async def test_client_ranges_limit_a_public_app(cluster: Cluster) -> None:
+    port = cluster.info.appproxy.port
+    _, outside = await start_app(cluster, "web-public", allowed_client_ips=["10.0.0.0/8"])
+    refused = await get(port, outside["wsproxy_addr"] + "/")
+    assert refused.status_code == 403
+    assert "the address 127.0.0.1 may not reach the app" in refused.text
+    _, inside = await start_app(cluster, "web-public", allowed_client_ips=["127.0.0.0/8"])
+    assert (await get(port, inside["wsproxy_addr"] + "/")).status_code == 200
+    with pytest.raises(APIResponseError, match="allowed_client_ips: invalid value 'nowhere'"):
+        await start_app(cluster, "web-public", allowed_client_ips=["nowhere"])

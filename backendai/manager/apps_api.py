@@ -9,6 +9,7 @@ token that the proxy exchanges for a cookie scoped to that app.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shlex
 import time
@@ -111,7 +112,9 @@ def add_app_routes(app: QuartTrio, ctx: ManagerContext) -> None:
             )
         except RPCError as e:
             raise api_error(e, f"starting app {sdef.name!r} in session {session['name']!r}") from e
-        url = await _register(ctx, session, target, sdef, int(started["port"]))
+        url = await _register(
+            ctx, session, target, sdef, int(started["port"]), _client_ranges(body)
+        )
         token = sign(
             ctx.config.cluster.secret.reveal(),
             Claims("token", f"{session['id']}/{sdef.name}", session["access_key"],
@@ -145,8 +148,28 @@ def add_app_routes(app: QuartTrio, ctx: ManagerContext) -> None:
         )
 
 
+def _client_ranges(body: dict[str, Any]) -> list[str]:
+    """``allowed_client_ips`` (our extension): addresses or CIDR ranges that may reach the app."""
+    raw = body.get("allowed_client_ips") or []
+    if not isinstance(raw, list):
+        raise InvalidAPIParameters(f"allowed_client_ips: invalid value {raw!r}; expected a list")
+    for r in raw:
+        try:
+            ipaddress.ip_network(r, strict=False)
+        except (TypeError, ValueError):
+            raise InvalidAPIParameters(
+                f"allowed_client_ips: invalid value {r!r}; expected an address or CIDR range"
+            ) from None
+    return [str(r) for r in raw]
+
+
 async def _register(
-    ctx: ManagerContext, session: dict[str, Any], target: KernelTarget, sdef: ServiceDef, port: int
+    ctx: ManagerContext,
+    session: dict[str, Any],
+    target: KernelTarget,
+    sdef: ServiceDef,
+    port: int,
+    ranges: list[str],
 ) -> str:
     """Record the app's route and place it on a proxy; the app's URL."""
     proxy = await pick_proxy(ctx, session["id"], sdef.name)
@@ -160,7 +183,7 @@ async def _register(
         "target_port": port,
         "owner": session["access_key"],
         "public": sdef.public,
-        "allowed_client_ips": [],
+        "allowed_client_ips": ranges,
         "url": "",
         "created_at": time.time(),
     }
