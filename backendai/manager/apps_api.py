@@ -9,7 +9,6 @@ token that the proxy exchanges for a cookie scoped to that app.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import shlex
 import time
@@ -21,7 +20,7 @@ from quart_trio import QuartTrio
 
 from ..db.tables import app_routes, images
 from ..errors import InvalidAPIParameters, RPCError
-from ..netproxy.gate import TOKEN_PARAM
+from ..netproxy.gate import TOKEN_PARAM, client_ranges
 from ..netproxy.tokens import Claims, sign
 from .api import Caller, json_body, json_response
 from .app_proxies import announce, pick_proxy, proxy_call, route_json
@@ -113,7 +112,12 @@ def add_app_routes(app: QuartTrio, ctx: ManagerContext) -> None:
         except RPCError as e:
             raise api_error(e, f"starting app {sdef.name!r} in session {session['name']!r}") from e
         url = await _register(
-            ctx, session, target, sdef, int(started["port"]), _client_ranges(body)
+            ctx,
+            session,
+            target,
+            sdef,
+            int(started["port"]),
+            list(client_ranges(body.get("allowed_client_ips") or [], "allowed_client_ips")),
         )
         token = sign(
             ctx.config.cluster.secret.reveal(),
@@ -146,21 +150,6 @@ def add_app_routes(app: QuartTrio, ctx: ManagerContext) -> None:
                 for d in defs.values()
             ]
         )
-
-
-def _client_ranges(body: dict[str, Any]) -> list[str]:
-    """``allowed_client_ips`` (our extension): addresses or CIDR ranges that may reach the app."""
-    raw = body.get("allowed_client_ips") or []
-    if not isinstance(raw, list):
-        raise InvalidAPIParameters(f"allowed_client_ips: invalid value {raw!r}; expected a list")
-    for r in raw:
-        try:
-            ipaddress.ip_network(r, strict=False)
-        except (TypeError, ValueError):
-            raise InvalidAPIParameters(
-                f"allowed_client_ips: invalid value {r!r}; expected an address or CIDR range"
-            ) from None
-    return [str(r) for r in raw]
 
 
 async def _register(

@@ -15,15 +15,30 @@ import time
 from collections.abc import Callable
 from urllib.parse import parse_qsl, urlencode
 
+from ..errors import InvalidAPIParameters
 from .head import RequestHead
 from .pages import page, redirect
 from .proxy import Route
 from .tokens import Claims, TokenError, cookie_name, sign, verify
 
-__all__ = ["TOKEN_PARAM", "AuthGate", "client_allowed"]
+__all__ = ["TOKEN_PARAM", "AuthGate", "client_allowed", "client_ranges"]
 
 log = logging.getLogger(__name__)
 TOKEN_PARAM = "backendai_token"
+
+
+def client_ranges(raw: object, what: str) -> tuple[str, ...]:
+    """*raw* checked as a list of addresses or CIDR ranges; *what* names it in the error."""
+    if not isinstance(raw, list):
+        raise InvalidAPIParameters(f"{what}: invalid value {raw!r}; expected a list")
+    for r in raw:
+        try:
+            ipaddress.ip_network(r, strict=False)
+        except (TypeError, ValueError):
+            raise InvalidAPIParameters(
+                f"{what}: invalid value {r!r}; expected an address or CIDR range"
+            ) from None
+    return tuple(str(r) for r in raw)
 
 
 def client_allowed(ip: str, ranges: tuple[str, ...]) -> bool:

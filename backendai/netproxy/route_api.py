@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from dataclasses import asdict
 from typing import Any
@@ -19,6 +18,7 @@ from werkzeug.exceptions import HTTPException
 from ..config import Secret
 from ..errors import InvalidAPIParameters, UnavailableError
 from ..httpserver import guard_with_secret, problem_response
+from .gate import client_ranges
 from .registry import AppRoute, Placement
 from .server import ProxyServer
 
@@ -51,14 +51,7 @@ def app_route_from_json(d: Any) -> AppRoute:
     port = _field(d, "target_port", int)
     if not 0 < port < 65536:
         raise InvalidAPIParameters(f"route target_port: invalid value {port!r}; expected 1-65535")
-    ips = _field(d, "allowed_client_ips", list, [])
-    for cidr in ips:
-        try:
-            ipaddress.ip_network(cidr, strict=False)
-        except (TypeError, ValueError):
-            raise InvalidAPIParameters(
-                f"route allowed_client_ips: invalid value {cidr!r}; expected an address or CIDR range"
-            ) from None
+    ips = client_ranges(d.get("allowed_client_ips", []), "route allowed_client_ips")
     return AppRoute(
         session_id=_field(d, "session_id", str),
         app=_field(d, "app", str),
@@ -67,7 +60,7 @@ def app_route_from_json(d: Any) -> AppRoute:
         protocol=protocol,
         owner=_field(d, "owner", str, ""),
         public=_field(d, "public", bool, False),
-        allowed_client_ips=tuple(ips),
+        allowed_client_ips=ips,
     )
 
 
