@@ -125,6 +125,7 @@ def _where() -> str:
 
 def create_app(ctx: ManagerContext) -> QuartTrio:
     from .agents_api import add_agent_routes
+    from .app_tunnels import add_tunnel_routes
     from .apps_api import add_app_routes
     from .events_api import add_event_routes
     from .exec_api import add_exec_routes
@@ -212,4 +213,5 @@ def create_app(ctx: ManagerContext) -> QuartTrio:
     add_image_routes(app, ctx)
     add_group_routes(app, ctx)
     add_app_routes(app, ctx)
+    add_tunnel_routes(app, ctx)
     return app

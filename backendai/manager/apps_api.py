@@ -30,7 +30,7 @@ from .kernel_access import KernelTarget, api_error, main_kernel
 from .session_api import owner_scope
 from .session_ops import resolve_session
 
-__all__ = ["add_app_routes", "session_apps"]
+__all__ = ["add_app_routes", "session_apps", "start_request"]
 
 
 async def _image_labels(ctx: ManagerContext, image: str) -> dict[str, str]:
@@ -60,7 +60,7 @@ def _json_object(body: dict[str, Any], key: str) -> dict[str, Any]:
     return value
 
 
-def _start_request(sdef: ServiceDef, body: dict[str, Any]) -> dict[str, Any]:
+def start_request(sdef: ServiceDef, body: dict[str, Any]) -> dict[str, Any]:
     try:
         envs = {str(k): str(v) for k, v in _json_object(body, "envs").items()}
         arguments = _json_object(body, "arguments")
@@ -107,7 +107,7 @@ def add_app_routes(app: QuartTrio, ctx: ManagerContext) -> None:
         target = await main_kernel(ctx, session)
         try:
             started = await ctx.agents.start_service(
-                target.agent_addr, target.kernel_id, _start_request(sdef, body)
+                target.agent_addr, target.kernel_id, start_request(sdef, body)
             )
         except RPCError as e:
             raise api_error(e, f"starting app {sdef.name!r} in session {session['name']!r}") from e
