@@ -158,8 +158,8 @@ async def test_keep_alive_routes_each_request_and_frames_bodies(nursery: trio.Nu
     assert b"no app is served at host 'nope.test'" in body
     assert [r[1] for r in a_seen.requests] == ["/1", "/2", "/4/chunked"]
     assert [r[1] for r in b_seen.requests] == ["/3/chunked"]
-    # A's connection was given up when the client switched to B, and opened again after.
-    assert a_seen.connections == 2
+    # A's connection waited in the idle pool while the client used B, and was used again.
+    assert a_seen.connections == 1
     assert b_seen.connections == 1
     assert a_seen.requests[0][2]["x-forwarded-for"] == "127.0.0.1"
     assert a_seen.requests[0][2]["x-forwarded-proto"] == "http"
@@ -176,6 +176,43 @@ async def test_keep_alive_reuses_one_app_connection(nursery: trio.Nursery) -> No
                 assert (status, body) == (200, f"ok GET /{i} ".encode())
     assert seen.connections == 1
     assert len(seen.requests) == 20
+
+
+async def test_app_connections_are_reused_across_clients(nursery: trio.Nursery) -> None:
+    proxy, seen = await proxy_with_ok_app(nursery)
+    with trio.fail_after(10):
+        for i in range(5):
+            stream = await trio.open_tcp_stream("127.0.0.1", proxy)
+            async with stream:
+                assert (await H11Client(stream).request("GET", "ok.test", f"/{i}"))[0] == 200
+            await trio.testing.wait_all_tasks_blocked()
+    assert len(seen.requests) == 5
+    assert seen.connections == 1
+
+
+async def test_an_app_closing_an_idle_connection_costs_no_request(nursery: trio.Nursery) -> None:
+    """An app may close a kept-alive connection while it waits in the pool: send again, fresh."""
+    connections = 0
+
+    async def one_then_hang_up(stream: trio.SocketStream) -> None:
+        nonlocal connections
+        connections += 1
+        async with stream:
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                buf += await stream.receive_some()
+            await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    app = await serve(nursery, one_then_hang_up)
+    proxy, _ = await start_proxy(nursery, {"a.test": app})
+    with trio.fail_after(10):
+        for _ in range(3):
+            response = await exchange(
+                proxy, b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"
+            )
+            assert response.endswith(b"\r\n\r\nok")
+            await trio.testing.wait_all_tasks_blocked()
+    assert connections == 3
 
 
 async def test_an_idle_kept_alive_connection_is_closed(

@@ -21,7 +21,7 @@ from typing import Literal, Protocol
 import trio
 
 from .framing import NO_BODY, Framing, request_framing, response_framing
-from .head import HeadError, RequestHead, parse_head, parse_response_head
+from .head import HeadError, RequestHead, find_head_end, parse_head, parse_response_head
 from .pages import page
 from .wire import Side, splice
 
@@ -95,11 +95,51 @@ class RouteTable:
 
 
 class ConnectionLimiter:
-    """Counts open connections to each app; refuses one beyond *limit*."""
+    """Counts open connections to each app, refusing one beyond *limit*, and keeps idle
+    kept-alive ones for the next client (a few per app, for a few seconds: apps close idle
+    connections on their own schedule, Node's after 5 s)."""
+
+    IDLE_PER_APP = 32
+    IDLE_SECONDS = 4.0
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._open: dict[tuple[str, int], int] = {}
+        self._idle: dict[tuple[str, int], list[tuple[float, Side]]] = {}
+
+    def park(self, route: Route, side: Side) -> bool:
+        """Keep *side* for reuse (it stays counted as open); False if there is no room."""
+        idle = self._idle.setdefault((route.host, route.port), [])
+        if len(idle) >= self.IDLE_PER_APP:
+            return False
+        idle.append((trio.current_time(), side))
+        return True
+
+    async def sweep_idle_forever(self) -> None:
+        """Close idle connections that waited too long (their app may be gone for good)."""
+        while True:
+            await trio.sleep(self.IDLE_SECONDS)
+            now = trio.current_time()
+            for key, idle in list(self._idle.items()):
+                stale = [side for t, side in idle if now - t >= self.IDLE_SECONDS]
+                idle[:] = [(t, side) for t, side in idle if now - t < self.IDLE_SECONDS]
+                for side in stale:
+                    self.release(Route(*key))
+                    with trio.move_on_after(1, shield=True):
+                        await side.stream.aclose()
+
+    async def take_idle(self, route: Route) -> Side | None:
+        """The most recently parked connection to the app, unless it idled too long."""
+        idle = self._idle.get((route.host, route.port))
+        now = trio.current_time()
+        while idle:
+            parked_at, side = idle.pop()
+            if now - parked_at < self.IDLE_SECONDS:
+                return side
+            self.release(route)
+            with trio.move_on_after(1, shield=True):
+                await side.stream.aclose()
+        return None
 
     def claim(self, route: Route) -> bool:
         key = (route.host, route.port)
@@ -137,10 +177,23 @@ def client_ip(stream: trio.abc.Stream) -> str:
 
 
 class _Upstream:
-    def __init__(self, route: Route, side: Side) -> None:
+    def __init__(self, route: Route, side: Side, *, used: bool = False) -> None:
         self.route = route
         self.side = side
-        self.used = False
+        # Whether it carried a request before (a closed kept-alive connection is no error).
+        self.used = used
+        # Whether its last exchange ended cleanly, so that another request may follow.
+        self.reusable = False
+
+
+async def _upstream(
+    route: Route, what: str, s: ProxySettings, limiter: ConnectionLimiter
+) -> _Upstream:
+    """An idle kept-alive connection to the app if there is one, else a new one."""
+    idle = await limiter.take_idle(route)
+    if idle is not None:
+        return _Upstream(route, idle, used=True)
+    return _Upstream(route, await _connect(route, what, s, limiter))
 
 
 async def _connect(route: Route, what: str, s: ProxySettings, limiter: ConnectionLimiter) -> Side:
@@ -163,28 +216,50 @@ async def _connect(route: Route, what: str, s: ProxySettings, limiter: Connectio
 
 
 async def _close(up: _Upstream | None, limiter: ConnectionLimiter) -> None:
-    if up is not None:
-        limiter.release(up.route)
-        with trio.move_on_after(1, shield=True):
-            await up.side.stream.aclose()
+    """Done with *up*: back to the idle pool if it can carry another request, else closed."""
+    if up is None:
+        return
+    if up.reusable and limiter.park(up.route, up.side):
+        return
+    limiter.release(up.route)
+    with trio.move_on_after(1, shield=True):
+        await up.side.stream.aclose()
 
 
 async def _next_head(c: Side, s: ProxySettings, first: bool) -> bytes | None:
-    """The next request head; None when the client ends (or idles out) between requests."""
-    if not first and not c.buf:
-        with trio.move_on_after(s.keepalive_timeout):
+    """The next request head; None when the client ends (or idles out) between requests.
+
+    The first head must be complete within ``header_timeout`` of the connection; a
+    later one within ``header_timeout`` of its first byte, which may come after up to
+    ``keepalive_timeout`` of idleness.
+    """
+    deadline = trio.current_time() + s.header_timeout
+    if not c.buf:
+        with trio.move_on_at(
+            deadline if first else deadline - s.header_timeout + s.keepalive_timeout
+        ):
             if not await c.fill():
                 return None
         if not c.buf:
+            if first:
+                raise _Refused(_too_slow(s))
             return None  # idle past the keep-alive timeout
+        if not first:
+            deadline = trio.current_time() + s.header_timeout
+    end = find_head_end(c.buf)
+    if 0 <= end <= s.max_header_bytes:  # the whole head is here already (the common case)
+        raw = bytes(c.buf[:end])
+        del c.buf[:end]
+        return raw
     try:
-        with trio.fail_after(s.header_timeout):
-            raw = await c.read_head(s.max_header_bytes)
+        with trio.fail_at(deadline):
+            return await c.read_head(s.max_header_bytes)
     except trio.TooSlowError:
-        raise _Refused(
-            page(408, f"the request head did not arrive within {s.header_timeout:g} s")
-        ) from None
-    return raw
+        raise _Refused(_too_slow(s)) from None
+
+
+def _too_slow(s: ProxySettings) -> bytes:
+    return page(408, f"the request head did not arrive within {s.header_timeout:g} s")
 
 
 def _forwarded(raw: bytes, ip: str, scheme: str) -> bytes:
@@ -223,7 +298,7 @@ async def handle_connection(
                     await _close(up, limiter)
                     up = None
                 if up is None:
-                    up = _Upstream(route, await _connect(route, what, settings, limiter))
+                    up = await _upstream(route, what, settings, limiter)
                 out = _forwarded(raw, ip, settings.scheme)
                 if head.is_upgrade:
                     await up.side.stream.send_all(out)
@@ -233,6 +308,7 @@ async def handle_connection(
                 if keep is None:  # a kept-alive app connection had closed: once more, fresh
                     await _close(up, limiter)
                     up = _Upstream(route, await _connect(route, what, settings, limiter))
+                    up.used = False
                     keep = await _exchange(c, up, head, framing, out, what)
                 if not keep:
                     return
@@ -265,6 +341,13 @@ async def _exchange(
     answering a request without body, which the caller may send again.
     """
     reused, up.used = up.used, True
+    up.reusable = False
+    if framing.kind == "length" and len(c.buf) >= framing.length:
+        # The whole request is here (the common case): one send, no task to stream a body.
+        body = bytes(c.buf[: framing.length])
+        del c.buf[: framing.length]
+        await up.side.stream.send_all(out + body)
+        return await _relay_response(c, up, head, what, reused and framing == NO_BODY, None)
     sent = False
 
     async def send_request() -> None:
@@ -273,27 +356,42 @@ async def _exchange(
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(send_request)
-        while True:
-            raw = await up.side.read_head(_MAX_RESPONSE_HEAD)
-            if raw is None:
-                nursery.cancel_scope.cancel()
-                if reused and framing == NO_BODY:
-                    return None
-                raise _Refused(page(502, f"the app {what} closed the connection without answering"))
-            response = parse_response_head(raw)
-            if response.status == 101:
-                await c.stream.send_all(raw)
-                await splice(c, up.side)
-                return False
-            if response.status >= 200:
-                break
-            await c.stream.send_all(raw)  # 100 Continue and friends
-        rframing = response_framing(head.method, response)
-        complete = await up.side.forward(c.stream, rframing, raw, 502)
+        keep = await _relay_response(c, up, head, what, False, nursery.cancel_scope)
         if not sent:
             nursery.cancel_scope.cancel()  # answered before the body was in: stop here
+            up.reusable = False
             return False
-    return complete and rframing.kind != "close" and head.keep_alive and response.keep_alive
+    return keep
+
+
+async def _relay_response(
+    c: Side,
+    up: _Upstream,
+    head: RequestHead,
+    what: str,
+    may_retry: bool,
+    sending: trio.CancelScope | None,
+) -> bool | None:
+    while True:
+        raw = await up.side.read_head(_MAX_RESPONSE_HEAD)
+        if raw is None:
+            if sending is not None:
+                sending.cancel()
+            if may_retry:
+                return None
+            raise _Refused(page(502, f"the app {what} closed the connection without answering"))
+        response = parse_response_head(raw)
+        if response.status == 101:
+            await c.stream.send_all(raw)
+            await splice(c, up.side)
+            return False
+        if response.status >= 200:
+            break
+        await c.stream.send_all(raw)  # 100 Continue and friends
+    rframing = response_framing(head.method, response)
+    complete = await up.side.forward(c.stream, rframing, raw, 502)
+    up.reusable = complete and rframing.kind != "close" and response.keep_alive and not up.side.buf
+    return up.reusable and head.keep_alive
 
 
 async def handle_tcp(

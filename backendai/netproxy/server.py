@@ -106,6 +106,7 @@ class ProxyServer:
     ) -> NoReturn:
         """Serve the main listener and the port listeners; ``started()`` carries the main port."""
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.limiter.sweep_idle_forever)
             await nursery.start(self._serve_ports)
             for port in self.registry.allocated_ports():  # kept from before a restart
                 self._open_send.send_nowait(_OpenRequest(port))
