@@ -190,6 +190,22 @@ async def test_app_connections_are_reused_across_clients(nursery: trio.Nursery) 
     assert seen.connections == 1
 
 
+async def test_a_clients_connection_close_does_not_close_the_app_connection(
+    nursery: trio.Nursery,
+) -> None:
+    proxy, seen = await proxy_with_ok_app(nursery)
+    with trio.fail_after(10):
+        for i in range(3):
+            request = (
+                f"GET /{i} HTTP/1.1\r\nHost: ok.test\r\nConnection: close\r\nKeep-Alive: 5\r\n\r\n"
+            )
+            response = await exchange(proxy, request.encode())
+            assert response.endswith(f"ok GET /{i} ".encode())
+            await trio.testing.wait_all_tasks_blocked()
+    assert seen.connections == 1
+    assert all("connection" not in h and "keep-alive" not in h for _, _, h, _ in seen.requests)
+
+
 async def test_an_app_closing_an_idle_connection_costs_no_request(nursery: trio.Nursery) -> None:
     """An app may close a kept-alive connection while it waits in the pool: send again, fresh."""
     connections = 0

@@ -262,8 +262,22 @@ def _too_slow(s: ProxySettings) -> bytes:
     return page(408, f"the request head did not arrive within {s.header_timeout:g} s")
 
 
-def _forwarded(raw: bytes, ip: str, scheme: str) -> bytes:
-    return raw[:-2] + f"X-Forwarded-For: {ip}\r\nX-Forwarded-Proto: {scheme}\r\n\r\n".encode()
+_HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection"})
+
+
+def _forwarded(raw: bytes, head: RequestHead, ip: str, scheme: str) -> bytes:
+    """The head as the app gets it: X-Forwarded-* added; for a plain request, the client's
+    hop-by-hop headers dropped, so that the app connection stays open for the next client."""
+    extra = f"X-Forwarded-For: {ip}\r\nX-Forwarded-Proto: {scheme}\r\n\r\n".encode()
+    if head.is_upgrade or not any(k.lower() in _HOP_BY_HOP for k, _ in head.headers):
+        return raw[:-2] + extra
+    lines = raw.split(b"\r\n")
+    kept = [lines[0]] + [
+        line
+        for line in lines[1:-2]
+        if line.split(b":", 1)[0].strip().lower().decode("latin-1") not in _HOP_BY_HOP
+    ]
+    return b"\r\n".join(kept) + b"\r\n" + extra
 
 
 async def handle_connection(
@@ -299,7 +313,7 @@ async def handle_connection(
                     up = None
                 if up is None:
                     up = await _upstream(route, what, settings, limiter)
-                out = _forwarded(raw, ip, settings.scheme)
+                out = _forwarded(raw, head, ip, settings.scheme)
                 if head.is_upgrade:
                     await up.side.stream.send_all(out)
                     await splice(c, up.side)

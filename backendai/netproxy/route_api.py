@@ -7,29 +7,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import hmac
 import json
 from dataclasses import asdict
 from typing import Any
 
-from quart import Response, request
-from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException
+import trio
 
 from ..config import Secret
-from ..errors import InvalidAPIParameters, UnavailableError
-from ..httpserver import guard_with_secret, problem_response
+from ..errors import APIError, InvalidAPIParameters, UnavailableError
+from .framing import request_framing
 from .gate import client_ranges
+from .head import HeadError, RequestHead, parse_head
 from .registry import AppRoute, Placement
 from .server import ProxyServer
+from .wire import Side
 
-__all__ = ["app_route_from_json", "app_route_to_json", "create_route_api"]
-
-
-def _json(obj: Any, status: int = 200) -> Response:
-    return Response(json.dumps(obj), status=status, content_type="application/json")
-
-
-_error = problem_response
+__all__ = ["RouteAPI", "app_route_from_json", "app_route_to_json"]
 
 
 def _field(d: dict[str, Any], key: str, tp: type, default: Any = None) -> Any:
@@ -74,61 +69,112 @@ def _placement(p: Placement) -> dict[str, Any]:
     return asdict(p)
 
 
-def create_route_api(server: ProxyServer, secret: Secret, proxy_id: str) -> QuartTrio:
-    app = QuartTrio("backendai.appproxy")
-    guard_with_secret(app, secret)
-    registry = server.registry
+class RouteAPI:
+    """The route API's server, on the proxy's own HTTP/1.1 reading (no framework): a route
+    change is on the table well within a millisecond of the request's arrival."""
 
-    @app.errorhandler(UnavailableError)
-    async def unavailable(e: UnavailableError) -> Response:
-        return _error(503, "service-unavailable", str(e))
+    MAX_BODY = 16 * 1024 * 1024
 
-    @app.errorhandler(HTTPException)
-    async def http_error(e: HTTPException) -> Response:
-        return _error(
-            e.code or 500, "http-error", f"{request.method} {request.path}: {e.description}"
-        )
+    def __init__(self, server: ProxyServer, secret: Secret, proxy_id: str) -> None:
+        self.server = server
+        self.proxy_id = proxy_id
+        self._expected = f"Bearer {secret.reveal()}".encode()
 
-    async def body() -> Any:
+    async def handle(self, stream: trio.abc.Stream) -> None:
+        """One manager connection, kept alive across requests."""
+        c = Side(stream)
+        async with stream:
+            try:
+                while True:
+                    with trio.move_on_after(_IDLE_SECONDS):
+                        raw = await c.read_head(_MAX_HEAD)
+                    if raw is None or (raw == b"" and not c.buf):
+                        return
+                    head = parse_head(raw)
+                    framing = request_framing(head)
+                    if framing.kind != "length" or framing.length > self.MAX_BODY:
+                        raise HeadError(
+                            400, f"a route API body needs a Content-Length up to {self.MAX_BODY}"
+                        )
+                    while len(c.buf) < framing.length:
+                        if not await c.fill():
+                            return
+                    body = bytes(c.buf[: framing.length])
+                    del c.buf[: framing.length]
+                    status, answer = await self._answer(head, body)
+                    await stream.send_all(_response(status, answer, head.keep_alive))
+                    if not head.keep_alive:
+                        return
+            except HeadError as e:
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    await stream.send_all(
+                        _response(e.status, _problem(e.status, "bad-request", str(e)), False)
+                    )
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+    async def _answer(self, head: RequestHead, body: bytes) -> tuple[int, Any]:
+        given = (head.header("authorization") or "").encode("latin-1")
+        if not hmac.compare_digest(given, self._expected):
+            return 401, _problem(401, "auth-failed", "missing or wrong cluster secret")
         try:
-            return json.loads(await request.get_data())
-        except ValueError as e:
-            raise InvalidAPIParameters(f"request body is not valid JSON: {e}") from None
+            return await self._dispatch(head.method, head.target.split("?", 1)[0], body)
+        except APIError as e:
+            return e.status, _problem(e.status, e.slug, str(e))
+        except UnavailableError as e:
+            return 503, _problem(503, "service-unavailable", str(e))
 
-    @app.route("/v1/routes", methods=["POST"])
-    async def add_route() -> Response:
-        placed = await server.add(app_route_from_json(await body()))
-        return _json(_placement(placed), 201)
-
-    @app.route("/v1/routes", methods=["PUT"])
-    async def replace_routes() -> Response:
-        data = await body()
-        if not isinstance(data, dict) or not isinstance(data.get("routes"), list):
-            raise InvalidAPIParameters('expected {"routes": [route, ...]}')
-        apps = [app_route_from_json(d) for d in data["routes"]]
-        placements = await server.replace_all(apps)
-        return _json({"routes": [_placement(p) for p in placements]})
-
-    @app.route("/v1/routes", methods=["GET"])
-    async def list_routes() -> Response:
-        return _json(
-            {
-                "id": proxy_id,
-                "mode": registry.mode,
-                "routes": [
+    async def _dispatch(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
+        server, registry = self.server, self.server.registry
+        parts = path.strip("/").split("/")
+        if parts == ["v1", "routes"]:
+            if method == "POST":
+                return 201, _placement(await server.add(app_route_from_json(_json_body(body))))
+            if method == "PUT":
+                data = _json_body(body)
+                if not isinstance(data, dict) or not isinstance(data.get("routes"), list):
+                    raise InvalidAPIParameters('expected {"routes": [route, ...]}')
+                placements = await server.replace_all(
+                    [app_route_from_json(d) for d in data["routes"]]
+                )
+                return 200, {"routes": [_placement(p) for p in placements]}
+            if method == "GET":
+                routes = [
                     {**app_route_to_json(a), "placement": _placement(registry.placements[rid])}
                     for rid, a in registry.apps.items()
-                ],
-            }
-        )
+                ]
+                return 200, {"id": self.proxy_id, "mode": registry.mode, "routes": routes}
+        elif len(parts) == 4 and parts[:2] == ["v1", "routes"] and method == "DELETE":
+            placed = server.remove(f"{parts[2]}/{parts[3]}")
+            return 200, {"removed": [] if placed is None else [_placement(placed)]}
+        elif len(parts) == 3 and parts[:2] == ["v1", "sessions"] and method == "DELETE":
+            return 200, {"removed": [_placement(p) for p in server.remove_session(parts[2])]}
+        else:
+            return 404, _problem(404, "not-found", f"{method} {path}: no such route API resource")
+        return 405, _problem(405, "method-not-allowed", f"{method} {path}: not allowed")
 
-    @app.route("/v1/routes/<session_id>/<name>", methods=["DELETE"])
-    async def remove_route(session_id: str, name: str) -> Response:
-        placed = server.remove(f"{session_id}/{name}")
-        return _json({"removed": [] if placed is None else [_placement(placed)]})
 
-    @app.route("/v1/sessions/<session_id>", methods=["DELETE"])
-    async def remove_session(session_id: str) -> Response:
-        return _json({"removed": [_placement(p) for p in server.remove_session(session_id)]})
+_IDLE_SECONDS = 75.0
+_MAX_HEAD = 16384
+_REASONS = {200: "OK", 201: "Created", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
+            405: "Method Not Allowed", 503: "Service Unavailable"}  # fmt: skip
 
-    return app
+
+def _json_body(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError as e:
+        raise InvalidAPIParameters(f"request body is not valid JSON: {e}") from None
+
+
+def _problem(status: int, slug: str, msg: str) -> dict[str, Any]:
+    return {"type": f"https://api.backend.ai/probs/{slug}", "title": slug, "msg": msg}
+
+
+def _response(status: int, obj: Any, keep_alive: bool) -> bytes:
+    body = json.dumps(obj).encode()
+    kind = "application/problem+json" if status >= 400 else "application/json"
+    return (
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\nContent-Type: {kind}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
+    ).encode() + body

@@ -12,13 +12,12 @@ import trio
 
 from ..config import AppProxyConfig, Config
 from ..errors import ConfigError
-from ..httpserver import serve_http
 from ..netproxy import ProxySettings
 from ..netproxy.announce import announce_forever
 from ..netproxy.gate import AuthGate
-from ..netproxy.listen import tls_context
+from ..netproxy.listen import bound_port, open_listeners, tls_context
 from ..netproxy.registry import RouteRegistry
-from ..netproxy.route_api import create_route_api
+from ..netproxy.route_api import RouteAPI
 from ..netproxy.server import ProxyServer
 
 __all__ = ["AppProxyInfo", "build_registry", "serve", "settings_from"]
@@ -92,11 +91,14 @@ async def serve(
         gate=gate,
     )
     pid = proxy_id(cfg)
-    api = create_route_api(server, config.cluster.secret, pid)
+    api = RouteAPI(server, config.cluster.secret, pid)
     async with trio.open_nursery() as nursery:
         port = await nursery.start(server.serve)
         log.info("app proxy %s (%s mode) listening on %s:%d", pid, cfg.mode, cfg.host, port)
-        api_port = await nursery.start(serve_http, api, cfg.api_host, cfg.api_port, "appproxy-api")
+        api_listeners = await open_listeners(cfg.api_host, cfg.api_port, None)
+        await nursery.start(trio.serve_listeners, api.handle, api_listeners)
+        api_port = bound_port(api_listeners[0])
+        log.info("app proxy %s: route API on %s:%d", pid, cfg.api_host, api_port)
         api_url = cfg.api_url or f"http://{cfg.api_host}:{api_port}"
         if cfg.manager_url:
             await nursery.start(
