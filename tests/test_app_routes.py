@@ -8,6 +8,7 @@ needs nothing; a restarted proxy rebuilds its table from the manager; after dest
 
 from __future__ import annotations
 
+from functools import partial
 from urllib.parse import urlsplit
 
 import httpx
@@ -19,6 +20,7 @@ from backendai.netproxy import ProxySettings
 from backendai.netproxy.announce import announce_once
 from backendai.netproxy.gate import AuthGate
 from backendai.netproxy.registry import RouteRegistry
+from backendai.netproxy.route_api import RouteAPI
 from backendai.netproxy.server import ProxyServer
 
 from .apps_helpers import DOMAIN, LOCAL_IMAGE, cluster, get, start_app
@@ -171,3 +173,32 @@ async def test_client_ranges_limit_a_public_app(cluster: Cluster) -> None:
     assert (await get(port, inside["wsproxy_addr"] + "/")).status_code == 200
     with pytest.raises(APIResponseError, match="allowed_client_ips: invalid value 'nowhere'"):
         await start_app(cluster, "web-public", allowed_client_ips=["nowhere"])
+
+
+async def test_apps_spread_over_several_proxies(cluster: Cluster, nursery: trio.Nursery) -> None:
+    """A second proxy joins by announcing itself; new apps go to the proxy with the fewest."""
+    secret = cluster.config.cluster.secret
+    registry = RouteRegistry("wildcard", domain=DOMAIN, public_host="", port=0, ports=range(0))
+    second = ProxyServer(
+        registry, ProxySettings(), host="127.0.0.1", gate=AuthGate(secret.reveal(), cookie_ttl=60)
+    )
+    second_port = await nursery.start(second.serve)
+    listeners = await nursery.start(
+        partial(trio.serve_tcp, RouteAPI(second, secret, "zz-second").handle, 0, host="127.0.0.1")
+    )
+    api_url = f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}"
+    async with httpx.AsyncClient() as client:
+        await announce_once(
+            second, client, manager_url=cluster.endpoint, secret=secret, proxy_id="zz-second",
+            api_url=api_url,
+        )  # fmt: skip
+    ports = set()
+    for _ in range(4):
+        _, started = await start_app(cluster, "web-public")
+        port = urlsplit(started["url"]).port
+        assert port is not None
+        ports.add(port)
+        page = await get(port, started["wsproxy_addr"] + "/")
+        assert page.status_code == 200
+    assert ports == {cluster.info.appproxy.port, second_port}
+    assert len(registry.apps) == 2

@@ -253,3 +253,26 @@ async def test_a_tcp_app_in_port_mode_is_spliced_raw(nursery: trio.Nursery) -> N
             assert await read_exactly(stream, 14) == b"SSH-2.0-fake\r\n"
             await stream.send_all(b"\x00\x01binary\r\n\r\n")
             assert await read_exactly(stream, 12) == b"\n\r\n\ryranib\x01\x00"
+
+
+async def test_a_tcp_app_refuses_clients_outside_its_ranges(nursery: trio.Nursery) -> None:
+    async def greet(stream: trio.SocketStream) -> None:
+        async with stream:
+            await stream.send_all(b"hello")
+
+    backend = await serve(nursery, greet)
+    reg = registry(ports=await free_range(4), port=0)
+    server, _ = await start_server(nursery, reg)
+    with trio.fail_after(10):
+        far = await server.add(
+            AppRoute(
+                "s1", "db", "127.0.0.1", backend, protocol="tcp", allowed_client_ips=("10.0.0.0/8",)
+            )
+        )
+        assert await exchange(far.port, b"") == b""
+        near = await server.add(
+            AppRoute(
+                "s2", "db", "127.0.0.1", backend, protocol="tcp", allowed_client_ips=("127.0.0.1",)
+            )
+        )
+        assert await exchange(near.port, b"") == b"hello"

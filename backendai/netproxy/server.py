@@ -12,8 +12,16 @@ from typing import NoReturn
 import trio
 
 from ..errors import UnavailableError
+from .gate import client_allowed
 from .listen import bound_port, open_listeners
-from .proxy import ConnectionLimiter, Gate, ProxySettings, handle_connection, handle_tcp
+from .proxy import (
+    ConnectionLimiter,
+    Gate,
+    ProxySettings,
+    client_ip,
+    handle_connection,
+    handle_tcp,
+)
 from .registry import AppRoute, Placement, PortRouter, RouteRegistry
 
 __all__ = ["ProxyServer"]
@@ -59,6 +67,10 @@ class ProxyServer:
     async def handle_port(self, port: int, stream: trio.abc.Stream) -> None:
         route = self.registry.at_port(port)
         if route is not None and route.protocol == "tcp":
+            # Raw TCP carries no cookie: only the client address ranges can keep others out.
+            if not client_allowed(client_ip(stream), route.allowed_client_ips):
+                await stream.aclose()
+                return
             await handle_tcp(stream, route, self.settings, limiter=self.limiter)
             return
         router = PortRouter(self.registry, port)
