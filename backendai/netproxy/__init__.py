@@ -12,17 +12,9 @@ from .head import (
     parse_response_head,
 )
 from .pages import page, redirect
-from .proxy import (
-    ConnectionLimiter,
-    Gate,
-    ProxySettings,
-    Route,
-    Router,
-    RouteTable,
-    client_ip,
-    handle_connection,
-    handle_tcp,
-)
+from .proxy import client_ip, handle_connection, handle_tcp
+from .routes import Gate, ProxySettings, Route, Router, RouteTable
+from .upstreams import ConnectionLimiter
 from .wire import Side, splice
 
 __all__ = [

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlencode
 from ..errors import InvalidAPIParameters
 from .head import RequestHead
 from .pages import page, redirect
-from .proxy import Route
+from .routes import Route
 from .tokens import Claims, TokenError, cookie_name, sign, verify
 
 __all__ = ["TOKEN_PARAM", "AuthGate", "client_allowed", "client_ranges"]

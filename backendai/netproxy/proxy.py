@@ -14,156 +14,27 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Literal, Protocol
 
 import trio
 
 from .framing import NO_BODY, Framing, request_framing, response_framing
 from .head import HeadError, RequestHead, find_head_end, parse_head, parse_response_head
 from .pages import page
+from .routes import Gate, ProxySettings, Route, Router
+from .upstreams import (
+    ConnectionLimiter,
+    Refused,
+    Upstream,
+    close_upstream,
+    connect,
+    open_upstream,
+)
 from .wire import Side, splice
 
-__all__ = [
-    "ConnectionLimiter",
-    "Gate",
-    "ProxySettings",
-    "Route",
-    "RouteTable",
-    "Router",
-    "handle_connection",
-    "handle_tcp",
-]
+__all__ = ["client_ip", "handle_connection", "handle_tcp"]
 
 log = logging.getLogger(__name__)
 _MAX_RESPONSE_HEAD = 65536
-
-
-@dataclass(frozen=True)
-class Route:
-    """Where an app listens, and who may reach it."""
-
-    host: str
-    port: int
-    name: str = ""
-    protocol: Literal["http", "tcp"] = "http"
-    # The user (uuid) an ``authenticated`` app belongs to; public apps need no login.
-    owner: str = ""
-    public: bool = False
-    # CIDR ranges a client must come from; empty: anywhere.
-    allowed_client_ips: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class ProxySettings:
-    max_header_bytes: int = 16384
-    header_timeout: float = 10.0
-    keepalive_timeout: float = 75.0
-    connect_timeout: float = 5.0
-    max_connections_per_route: int = 1000
-    scheme: Literal["http", "https"] = "http"
-
-
-class Router(Protocol):
-    def route_for(self, head: RequestHead) -> Route | None: ...
-
-    def unknown(self, head: RequestHead) -> str:
-        """The 404 page's text for a request that has no route."""
-        ...
-
-
-# Decides whether a routed request may pass: None lets it through, bytes are the
-# complete response to send instead (a refusal, or a redirect that sets a cookie).
-Gate = Callable[[RequestHead, Route, str], bytes | None]
-
-
-@dataclass
-class RouteTable:
-    """Host name -> where its app listens (wildcard mode; tests)."""
-
-    by_host: dict[str, Route] = field(default_factory=dict)
-
-    def lookup(self, host: str) -> Route | None:
-        return self.by_host.get(host)
-
-    def route_for(self, head: RequestHead) -> Route | None:
-        return self.by_host.get(head.host)
-
-    def unknown(self, head: RequestHead) -> str:
-        return f"no app is served at host {head.host!r}"
-
-
-class ConnectionLimiter:
-    """Counts open connections to each app, refusing one beyond *limit*, and keeps idle
-    kept-alive ones for the next client (a few per app, for a few seconds: apps close idle
-    connections on their own schedule, Node's after 5 s)."""
-
-    IDLE_PER_APP = 32
-    IDLE_SECONDS = 4.0
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._open: dict[tuple[str, int], int] = {}
-        self._idle: dict[tuple[str, int], list[tuple[float, Side]]] = {}
-
-    def park(self, route: Route, side: Side) -> bool:
-        """Keep *side* for reuse (it stays counted as open); False if there is no room."""
-        idle = self._idle.setdefault((route.host, route.port), [])
-        if len(idle) >= self.IDLE_PER_APP:
-            return False
-        idle.append((trio.current_time(), side))
-        return True
-
-    async def sweep_idle_forever(self) -> None:
-        """Close idle connections that waited too long (their app may be gone for good)."""
-        while True:
-            await trio.sleep(self.IDLE_SECONDS)
-            now = trio.current_time()
-            for key, idle in list(self._idle.items()):
-                stale = [side for t, side in idle if now - t >= self.IDLE_SECONDS]
-                idle[:] = [(t, side) for t, side in idle if now - t < self.IDLE_SECONDS]
-                for side in stale:
-                    self.release(Route(*key))
-                    with trio.move_on_after(1, shield=True):
-                        await side.stream.aclose()
-
-    async def take_idle(self, route: Route) -> Side | None:
-        """The most recently parked connection to the app, unless it idled too long."""
-        idle = self._idle.get((route.host, route.port))
-        now = trio.current_time()
-        while idle:
-            parked_at, side = idle.pop()
-            if now - parked_at < self.IDLE_SECONDS:
-                return side
-            self.release(route)
-            with trio.move_on_after(1, shield=True):
-                await side.stream.aclose()
-        return None
-
-    def claim(self, route: Route) -> bool:
-        key = (route.host, route.port)
-        if self._open.get(key, 0) >= self.limit:
-            return False
-        self._open[key] = self._open.get(key, 0) + 1
-        return True
-
-    def release(self, route: Route) -> None:
-        key = (route.host, route.port)
-        if (n := self._open.get(key, 0) - 1) > 0:
-            self._open[key] = n
-        else:
-            self._open.pop(key, None)
-
-    def open_to(self, route: Route) -> int:
-        return self._open.get((route.host, route.port), 0)
-
-
-class _Refused(Exception):
-    """End the connection after answering the client with *page*."""
-
-    def __init__(self, answer: bytes) -> None:
-        self.answer = answer
 
 
 def client_ip(stream: trio.abc.Stream) -> str:
@@ -174,56 +45,6 @@ def client_ip(stream: trio.abc.Stream) -> str:
         if isinstance(peer, tuple):
             return str(peer[0])
     return ""
-
-
-class _Upstream:
-    def __init__(self, route: Route, side: Side, *, used: bool = False) -> None:
-        self.route = route
-        self.side = side
-        # Whether it carried a request before (a closed kept-alive connection is no error).
-        self.used = used
-        # Whether its last exchange ended cleanly, so that another request may follow.
-        self.reusable = False
-
-
-async def _upstream(
-    route: Route, what: str, s: ProxySettings, limiter: ConnectionLimiter
-) -> _Upstream:
-    """An idle kept-alive connection to the app if there is one, else a new one."""
-    idle = await limiter.take_idle(route)
-    if idle is not None:
-        return _Upstream(route, idle, used=True)
-    return _Upstream(route, await _connect(route, what, s, limiter))
-
-
-async def _connect(route: Route, what: str, s: ProxySettings, limiter: ConnectionLimiter) -> Side:
-    if not limiter.claim(route):
-        log.info("app %s is at its limit of %d connections; refusing", what, limiter.limit)
-        raise _Refused(page(503, f"the app {what} has too many connections ({limiter.limit})"))
-    try:
-        with trio.fail_after(s.connect_timeout):
-            stream = await trio.open_tcp_stream(route.host, route.port)
-    except trio.TooSlowError:
-        limiter.release(route)
-        log.info("app at %s:%d for %s did not accept within %g s", route.host, route.port, what,
-                 s.connect_timeout)  # fmt: skip
-        raise _Refused(page(504, f"the app {what} did not answer in time")) from None
-    except OSError as e:
-        limiter.release(route)
-        log.info("app at %s:%d for %s is not answering: %s", route.host, route.port, what, e)
-        raise _Refused(page(502, f"the app {what} is not answering")) from None
-    return Side(stream)
-
-
-async def _close(up: _Upstream | None, limiter: ConnectionLimiter) -> None:
-    """Done with *up*: back to the idle pool if it can carry another request, else closed."""
-    if up is None:
-        return
-    if up.reusable and limiter.park(up.route, up.side):
-        return
-    limiter.release(up.route)
-    with trio.move_on_after(1, shield=True):
-        await up.side.stream.aclose()
 
 
 async def _next_head(c: Side, s: ProxySettings, first: bool) -> bytes | None:
@@ -242,7 +63,7 @@ async def _next_head(c: Side, s: ProxySettings, first: bool) -> bytes | None:
                 return None
         if not c.buf:
             if first:
-                raise _Refused(_too_slow(s))
+                raise Refused(_too_slow(s))
             return None  # idle past the keep-alive timeout
         if not first:
             deadline = trio.current_time() + s.header_timeout
@@ -255,7 +76,7 @@ async def _next_head(c: Side, s: ProxySettings, first: bool) -> bytes | None:
         with trio.fail_at(deadline):
             return await c.read_head(s.max_header_bytes)
     except trio.TooSlowError:
-        raise _Refused(_too_slow(s)) from None
+        raise Refused(_too_slow(s)) from None
 
 
 def _too_slow(s: ProxySettings) -> bytes:
@@ -294,7 +115,7 @@ async def handle_connection(
     )
     ip = client_ip(client)
     c = Side(client)
-    up: _Upstream | None = None
+    up: Upstream | None = None
     async with client:
         try:
             first = True
@@ -304,15 +125,15 @@ async def handle_connection(
                 framing = request_framing(head)
                 route = router.route_for(head)
                 if route is None:
-                    raise _Refused(page(404, router.unknown(head)))
+                    raise Refused(page(404, router.unknown(head)))
                 if gate is not None and (answer := gate(head, route, ip)) is not None:
-                    raise _Refused(answer)
+                    raise Refused(answer)
                 what = repr(route.name or head.host)
                 if up is not None and up.route != route:
-                    await _close(up, limiter)
+                    await close_upstream(up, limiter)
                     up = None
                 if up is None:
-                    up = await _upstream(route, what, settings, limiter)
+                    up = await open_upstream(route, what, settings, limiter)
                 out = _forwarded(raw, head, ip, settings.scheme)
                 if head.is_upgrade:
                     await up.side.stream.send_all(out)
@@ -320,15 +141,15 @@ async def handle_connection(
                     return
                 keep = await _exchange(c, up, head, framing, out, what)
                 if keep is None:  # a kept-alive app connection had closed: once more, fresh
-                    await _close(up, limiter)
-                    up = _Upstream(route, await _connect(route, what, settings, limiter))
+                    await close_upstream(up, limiter)
+                    up = Upstream(route, await connect(route, what, settings, limiter))
                     up.used = False
                     keep = await _exchange(c, up, head, framing, out, what)
                 if not keep:
                     return
-        except* _Refused as group:
+        except* Refused as group:
             refused = group.exceptions[0]
-            assert isinstance(refused, _Refused)
+            assert isinstance(refused, Refused)
             await _answer(client, refused.answer)
         except* HeadError as group:
             e = group.exceptions[0]
@@ -337,7 +158,7 @@ async def handle_connection(
         except* (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:
-            await _close(up, limiter)
+            await close_upstream(up, limiter)
 
 
 async def _answer(client: trio.abc.Stream, answer: bytes) -> None:
@@ -347,7 +168,7 @@ async def _answer(client: trio.abc.Stream, answer: bytes) -> None:
 
 
 async def _exchange(
-    c: Side, up: _Upstream, head: RequestHead, framing: Framing, out: bytes, what: str
+    c: Side, up: Upstream, head: RequestHead, framing: Framing, out: bytes, what: str
 ) -> bool | None:
     """Forward one request and its response; whether the connection may carry another.
 
@@ -380,7 +201,7 @@ async def _exchange(
 
 async def _relay_response(
     c: Side,
-    up: _Upstream,
+    up: Upstream,
     head: RequestHead,
     what: str,
     may_retry: bool,
@@ -393,7 +214,7 @@ async def _relay_response(
                 sending.cancel()
             if may_retry:
                 return None
-            raise _Refused(page(502, f"the app {what} closed the connection without answering"))
+            raise Refused(page(502, f"the app {what} closed the connection without answering"))
         response = parse_response_head(raw)
         if response.status == 101:
             await c.stream.send_all(raw)
@@ -418,10 +239,10 @@ async def handle_tcp(
     """Port mode for a TCP (non-HTTP) app: connect and splice, nothing parsed."""
     async with client:
         try:
-            up = _Upstream(route, await _connect(route, repr(route.name), settings, limiter))
-        except _Refused:
+            up = Upstream(route, await connect(route, repr(route.name), settings, limiter))
+        except Refused:
             return  # nothing to say in a protocol we do not speak
         try:
             await splice(Side(client), up.side)
         finally:
-            await _close(up, limiter)
+            await close_upstream(up, limiter)

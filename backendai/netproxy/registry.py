@@ -19,7 +19,7 @@ from typing import Literal
 
 from ..errors import UnavailableError
 from .head import RequestHead
-from .proxy import Route
+from .routes import Route
 
 __all__ = ["AppRoute", "Placement", "PortRouter", "RouteRegistry", "wildcard_name"]
 

@@ -14,15 +14,10 @@ import trio
 from ..errors import UnavailableError
 from .gate import client_allowed
 from .listen import bound_port, open_listeners
-from .proxy import (
-    ConnectionLimiter,
-    Gate,
-    ProxySettings,
-    client_ip,
-    handle_connection,
-    handle_tcp,
-)
+from .proxy import client_ip, handle_connection, handle_tcp
 from .registry import AppRoute, Placement, PortRouter, RouteRegistry
+from .routes import Gate, ProxySettings
+from .upstreams import ConnectionLimiter
 
 __all__ = ["ProxyServer"]
 
