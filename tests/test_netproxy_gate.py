@@ -161,3 +161,13 @@ def test_a_public_app_limited_to_client_ranges_refuses_others() -> None:
     assert status(answer) == 403
     assert answer is not None
     assert b"the address 172.16.0.1 may not reach the app" in answer
+
+
+def test_a_token_opens_its_app_once() -> None:
+    g = gate()
+    value = token()
+    assert status(g(parse_head(request(f"/?backendai_token={value}")), APP, "127.0.0.1")) == 302
+    again = g(parse_head(request(f"/?backendai_token={value}")), APP, "127.0.0.1")
+    assert status(again) == 403
+    assert again is not None
+    assert b"was used already" in again

@@ -4,7 +4,7 @@ A ``public`` app is open to anyone its ``allowed_client_ips`` admit.  An
 ``authenticated`` app admits only its owner: the manager hands the owner a
 short-lived token (``start-service``); the first request that carries it as
 ``?backendai_token=`` gets a cookie for that app alone and a redirect to the
-same address without the token.  Refusals are pages (401/403) that say why.
+same address without the token; the token is spent then.  Refusals are pages (401/403) that say why.
 """
 
 from __future__ import annotations
@@ -86,6 +86,13 @@ class AuthGate:
         self._ttl = cookie_ttl
         self._secure = secure
         self._clock = clock
+        # Tokens already exchanged (until they expire): a token opens its app once.
+        self._spent: dict[str, float] = {}
+
+    def _spend(self, token: str, exp: float, now: float) -> None:
+        if len(self._spent) > 1000:
+            self._spent = {t: e for t, e in self._spent.items() if e >= now}
+        self._spent[token] = exp
 
     def __call__(self, head: RequestHead, route: Route, ip: str) -> bytes | None:
         what = repr(route.name)
@@ -118,6 +125,10 @@ class AuthGate:
             return page(403, f"the token for the app {what} was refused: {e}")
         if claims.owner != route.owner:
             return page(403, f"the token for the app {what} belongs to another user")
+        if token in self._spent:
+            log.info("refused a spent token for app %s from %s", route.name, ip)
+            return page(403, f"the token for the app {what} was used already; ask for a new link")
+        self._spend(token, claims.exp, now)
         value = sign(self._secret, Claims("cookie", route.name, claims.owner, now + self._ttl))
         attrs = f"Path=/; Max-Age={int(self._ttl)}; HttpOnly; SameSite=Lax"
         if self._secure:
