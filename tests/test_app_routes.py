@@ -16,12 +16,14 @@ import pytest
 import trio
 
 from backendai.client.api import APIClient, APIResponseError
-from backendai.netproxy import ProxySettings
-from backendai.netproxy.announce import announce_once
-from backendai.netproxy.gate import AuthGate
-from backendai.netproxy.registry import RouteRegistry
-from backendai.netproxy.route_api import RouteAPI
-from backendai.netproxy.server import ProxyServer
+from backendai.netproxy import (
+    AuthGate,
+    ProxyServer,
+    ProxySettings,
+    RouteAPI,
+    RouteRegistry,
+    announce_once,
+)
 
 from .apps_helpers import DOMAIN, LOCAL_IMAGE, cluster, get, start_app
 from .cluster import Cluster, query, wait_status

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from backendai.netproxy import Route, parse_head
-from backendai.netproxy.gate import AuthGate, client_allowed
-from backendai.netproxy.tokens import Claims, TokenError, cookie_name, sign, verify
+from backendai.netproxy import (
+    AuthGate,
+    Claims,
+    Route,
+    TokenError,
+    client_allowed,
+    cookie_name,
+    parse_head,
+    sign,
+    verify,
+)
 
 SECRET = "cluster-secret"
 NOW = 1_800_000_000.0

@@ -10,9 +10,7 @@ import pytest
 import trio
 
 from backendai.errors import UnavailableError
-from backendai.netproxy import ProxySettings
-from backendai.netproxy.registry import AppRoute, RouteRegistry, wildcard_name
-from backendai.netproxy.server import ProxyServer
+from backendai.netproxy import AppRoute, ProxyServer, ProxySettings, RouteRegistry, wildcard_name
 
 from .netproxy_helpers import Seen, exchange, h11_backend, read_exactly, serve, status_of
 

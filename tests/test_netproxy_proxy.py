@@ -474,7 +474,7 @@ def self_signed(tmp_path: Path) -> tuple[Path, Path]:
 async def test_tls_is_terminated_at_the_proxy(
     nursery: trio.Nursery, self_signed: tuple[Path, Path]
 ) -> None:
-    from backendai.netproxy.listen import bound_port, open_listeners, tls_context
+    from backendai.netproxy import bound_port, open_listeners, tls_context
 
     cert, key = self_signed
     seen = Seen()

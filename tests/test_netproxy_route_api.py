@@ -10,10 +10,7 @@ import pytest
 import trio
 
 from backendai.config import Secret
-from backendai.netproxy import ProxySettings
-from backendai.netproxy.registry import RouteRegistry
-from backendai.netproxy.route_api import RouteAPI
-from backendai.netproxy.server import ProxyServer
+from backendai.netproxy import ProxyServer, ProxySettings, RouteAPI, RouteRegistry
 
 AUTH = {"Authorization": "Bearer s3cret"}
 ROUTE = {

@@ -20,8 +20,7 @@ from quart_trio import QuartTrio
 
 from ..db.tables import app_routes, images
 from ..errors import InvalidAPIParameters, RPCError
-from ..netproxy.gate import TOKEN_PARAM, client_ranges
-from ..netproxy.tokens import Claims, sign
+from ..netproxy import TOKEN_PARAM, Claims, client_ranges, sign
 from .api import Caller, json_body, json_response
 from .app_proxies import announce, pick_proxy, proxy_call, route_json
 from .app_services import ServiceDef, service_defs

@@ -12,13 +12,17 @@ import trio
 
 from ..config import AppProxyConfig, Config
 from ..errors import ConfigError
-from ..netproxy import ProxySettings
-from ..netproxy.announce import announce_forever
-from ..netproxy.gate import AuthGate
-from ..netproxy.listen import bound_port, open_listeners, tls_context
-from ..netproxy.registry import RouteRegistry
-from ..netproxy.route_api import RouteAPI
-from ..netproxy.server import ProxyServer
+from ..netproxy import (
+    AuthGate,
+    ProxyServer,
+    ProxySettings,
+    RouteAPI,
+    RouteRegistry,
+    announce_forever,
+    bound_port,
+    open_listeners,
+    tls_context,
+)
 
 __all__ = ["AppProxyInfo", "build_registry", "serve", "settings_from"]
 
