@@ -274,3 +274,45 @@ async def test_a_tcp_app_refuses_clients_outside_its_ranges(nursery: trio.Nurser
             )
         )
         assert await exchange(near.port, b"") == b"hello"
+
+
+@pytest.mark.parametrize(
+    ("appproxy", "message"),
+    [
+        (
+            {"port_range_start": 10300, "port_range_end": 10200},
+            "port_range_start=10300 port_range_end=10200",
+        ),
+        ({"port_range_start": 0}, "expected 0 < start <= end < 65536"),
+        ({"mode": "wildcard", "domain": "."}, "appproxy.domain is empty"),
+    ],
+)
+def test_bad_proxy_configs_are_named(
+    tmp_path: Path, appproxy: dict[str, object], message: str
+) -> None:
+    from backendai.config import load_config
+    from backendai.errors import ConfigError
+    from backendai.roles.appproxy import build_registry
+
+    config = load_config(
+        None, env={}, overrides={"cluster": {"data_dir": str(tmp_path)}, "appproxy": appproxy}
+    )
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        build_registry(config)
+
+
+def test_the_port_allocation_lives_under_the_data_dir(tmp_path: Path) -> None:
+    from backendai.config import load_config
+    from backendai.roles.appproxy import build_registry
+
+    config = load_config(
+        None,
+        env={},
+        overrides={
+            "cluster": {"data_dir": str(tmp_path)},
+            "appproxy": {"mode": "port", "id": "edge-1"},
+        },
+    )
+    reg = build_registry(config)
+    assert reg.state_file == tmp_path / "appproxy-edge-1" / "ports.json"
+    assert reg.ports == range(10201, 10301)
