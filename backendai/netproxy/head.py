@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 __all__ = [
     "HeadError",
@@ -43,7 +44,7 @@ class _Message:
             if t.strip()
         }
 
-    @property
+    @cached_property
     def keep_alive(self) -> bool:
         conn = self.tokens("connection")
         if self.version == "HTTP/1.0":
@@ -58,7 +59,7 @@ class RequestHead(_Message):
     version: str
     headers: tuple[tuple[str, str], ...]
 
-    @property
+    @cached_property
     def host(self) -> str:
         """The Host header without the port, lower-cased ('' when absent)."""
         raw = (self.header("host") or "").strip().lower()
@@ -66,7 +67,7 @@ class RequestHead(_Message):
             return raw[: raw.find("]") + 1]
         return raw.rsplit(":", 1)[0] if ":" in raw else raw
 
-    @property
+    @cached_property
     def is_upgrade(self) -> bool:
         """A protocol switch (websocket) or a tunnel: after it, bytes flow raw both ways."""
         return self.method == "CONNECT" or (
