@@ -502,3 +502,55 @@ async def test_tls_is_terminated_at_the_proxy(
     # Plain HTTP spoken to the TLS port does not get through, and the proxy keeps serving.
     with trio.fail_after(10):
         assert b"ok GET" not in await exchange(port, b"GET / HTTP/1.1\r\nHost: ok.test\r\n\r\n")
+
+
+class GoneClient(trio.abc.HalfCloseableStream):
+    """A client that sent *data* and then vanished: every send fails as on a reset."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self.closed = False
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await trio.lowlevel.checkpoint()
+        data, self._data = self._data, b""
+        return data
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await trio.lowlevel.checkpoint()
+        raise trio.BrokenResourceError("connection reset by peer")
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def send_eof(self) -> None:
+        await trio.lowlevel.checkpoint()
+        raise trio.BrokenResourceError("connection reset by peer")
+
+    async def aclose(self) -> None:
+        self.closed = True
+        await trio.lowlevel.checkpoint()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b"GET / HTTP/1.1\r\nHost: nope\r\n\r\n", id="404"),
+        pytest.param(b"GET / HTTP/1.1\r\nbad\r\n\r\n", id="400"),
+        pytest.param(b"GET / HTTP/1.1\r\nX: " + b"x" * 300 + b"\r\n\r\n", id="431"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: ok.test\r\n\r\n", id="answer"),
+        pytest.param(UPGRADE, id="upgrade"),
+    ],
+)
+async def test_a_client_gone_mid_exchange_is_not_an_error(
+    nursery: trio.Nursery, data: bytes
+) -> None:
+    seen, echoed = Seen(), list[bytes]()
+    ok = await serve(nursery, partial(h11_backend, "ok", seen))
+    echo = await serve(nursery, partial(upgrade_echo, echoed))
+    table = RouteTable({"ok.test": Route("127.0.0.1", ok), "echo.test": Route("127.0.0.1", echo)})
+    client = GoneClient(data)
+    # An exception here would crash trio.serve_tcp, and with it every other connection.
+    with trio.fail_after(10):
+        await handle_connection(client, table, ProxySettings(max_header_bytes=200))  # type: ignore[arg-type]
+    assert client.closed
