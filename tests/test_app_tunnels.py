@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 import trio
 from trio_websocket import open_websocket_url
 
@@ -36,16 +37,17 @@ async def running_session(cluster: Cluster) -> str:
     return str(created["sessionName"])
 
 
-async def tunnel(cluster: Cluster, session: str, app: str) -> object:
-    path = f"/stream/session/{session}/tcpproxy?app={app}"
+async def tunnel(cluster: Cluster, session: str, app: str, kind: str = "tcpproxy") -> object:
+    path = f"/stream/session/{session}/{kind}?app={app}"
     headers = cluster.api.signed_headers("GET", path)
     return open_websocket_url(cluster.api.websocket_base + path, extra_headers=headers)
 
 
-async def test_a_tcp_tunnel_carries_http_to_the_app(cluster: Cluster) -> None:
+@pytest.mark.parametrize("kind", ["tcpproxy", "httpproxy"])
+async def test_a_tunnel_carries_http_to_the_app(cluster: Cluster, kind: str) -> None:
     session = await running_session(cluster)
     with trio.fail_after(60):
-        async with await tunnel(cluster, session, "web") as ws:  # type: ignore[attr-defined]
+        async with await tunnel(cluster, session, "web", kind) as ws:  # type: ignore[attr-defined]
             await ws.send_message(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
             response = b""
             while b"</html>" not in response:
