@@ -85,12 +85,12 @@ def process(cmd: list[str], port: int, **kw: object) -> Iterator[subprocess.Pope
             proc.wait()
 
 
-def nginx_conf(prefix: Path, servers: str) -> Path:
+def nginx_conf(prefix: Path, servers: str, workers: int = 1) -> Path:
     for d in ("logs", "tmp"):
         (prefix / d).mkdir(parents=True, exist_ok=True)
     conf = prefix / "nginx.conf"
     conf.write_text(
-        f"""user root; worker_processes 1; daemon off; pid {prefix}/nginx.pid;
+        f"""user root; worker_processes {workers}; daemon off; pid {prefix}/nginx.pid;
 error_log {prefix}/logs/error.log error;
 events {{ worker_connections 4096; }}
 http {{
@@ -177,6 +177,8 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--routes", type=int, default=500)
+    ap.add_argument("--workers", type=int, default=1, help="our processes on the proxy port")
+    ap.add_argument("--nginx-workers", type=int, default=1, help="nginx worker processes (proxy)")
     args = ap.parse_args()
     for tool in ("wrk", "nginx", "node"):
         if shutil.which(tool) is None:
@@ -195,11 +197,14 @@ def main() -> None:
     be_conf = nginx_conf(
         tmp / "backend", f'  server {{ listen {backend}; location / {{ return 200 "hello\\n"; }} }}'
     )
-    ng_conf = nginx_conf(tmp / "proxy", nginx_proxy_servers(nginx_port, backend, ws_port))
+    ng_conf = nginx_conf(
+        tmp / "proxy", nginx_proxy_servers(nginx_port, backend, ws_port), args.nginx_workers
+    )
     ours_conf = tmp / "backendai.toml"
     ours_conf.write_text(
         f'[cluster]\nsecret = "{SECRET}"\ndata_dir = "{tmp / "data"}"\n'
         f'[appproxy]\nport = {ours_port}\napi_port = {ours_api}\nmode = "wildcard"\ndomain = "bench.test"\n'
+        f"workers = {args.workers}\n"
         '[logging]\nlevel = "WARNING"\n'
     )
     chp_env = {**os.environ, "CONFIGPROXY_AUTH_TOKEN": CHP_TOKEN}
@@ -273,20 +278,20 @@ def main() -> None:
         results["ours"]["route_add_ms"] = statistics.median(ours_samples[-100:])
         results["chp"]["route_add_ms"] = statistics.median(chp_samples[-100:])
         results["nginx"]["route_add_ms"] = nginx_route_add(
-            ng_conf, nginx_port, backend, ws_port, args.routes, client
+            ng_conf, nginx_port, backend, ws_port, args.routes, client, args.nginx_workers
         )
     print_table(results, args)
     shutil.rmtree(tmp, ignore_errors=True)
 
 
 def nginx_route_add(
-    conf: Path, port: int, backend: int, ws: int, routes: int, client: httpx.Client
+    conf: Path, port: int, backend: int, ws: int, routes: int, client: httpx.Client, workers: int
 ) -> float:
     """Rewrite the config with one more route, reload, and wait until the route answers."""
     samples = []
     for extra in range(routes, routes + 5):
         t0 = time.perf_counter()
-        nginx_conf(conf.parent, nginx_proxy_servers(port, backend, ws, extra + 1))
+        nginx_conf(conf.parent, nginx_proxy_servers(port, backend, ws, extra + 1), workers)
         subprocess.run(["nginx", "-c", str(conf), "-s", "reload"], check=True, capture_output=True)
         while True:
             try:
@@ -316,7 +321,8 @@ def print_table(results: dict[str, dict[str, float]], args: argparse.Namespace) 
         (f"route add ms ({args.routes} routes)", "route_add_ms", False),
     ]
     print(
-        f"\napp proxy benchmark: wrk -t2 -c{args.connections} -d{args.duration:g}s, loopback, same machine, same run"
+        f"\napp proxy benchmark: wrk -t2 -c{args.connections} -d{args.duration:g}s, loopback, same "
+        f"machine, same run; ours: {args.workers} process(es), nginx: {args.nginx_workers} worker(s)"
     )
     print(
         f"{'metric':<28}{'direct':>10}{'ours':>10}{'chp':>10}{'nginx':>10}{'ours/chp':>10}{'ours/nginx':>11}"

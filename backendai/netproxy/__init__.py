@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .announce import announce_forever, announce_once
+from .feed import RouteFeed, follow_feed
 from .framing import ChunkedScanner, Framing, request_framing, response_framing
 from .gate import TOKEN_PARAM, AuthGate, client_allowed, client_ranges
 from .head import (
@@ -23,6 +24,7 @@ from .server import ProxyServer
 from .tokens import Claims, TokenError, cookie_name, sign, verify
 from .upstreams import ConnectionLimiter
 from .wire import Side, splice
+from .worker import worker_environment
 
 __all__ = [
     "TOKEN_PARAM",
@@ -42,6 +44,7 @@ __all__ = [
     "ResponseHead",
     "Route",
     "RouteAPI",
+    "RouteFeed",
     "RouteRegistry",
     "RouteTable",
     "Router",
@@ -57,6 +60,7 @@ __all__ = [
     "client_ranges",
     "cookie_name",
     "find_head_end",
+    "follow_feed",
     "handle_connection",
     "handle_tcp",
     "open_listeners",
@@ -71,4 +75,5 @@ __all__ = [
     "tls_context",
     "verify",
     "wildcard_name",
+    "worker_environment",
 ]

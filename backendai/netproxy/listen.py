@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 
 import trio
@@ -32,15 +33,33 @@ def tls_context(cert: str, key: str) -> ssl.SSLContext | None:
 
 
 async def open_listeners(
-    host: str, port: int, tls: ssl.SSLContext | None
+    host: str, port: int, tls: ssl.SSLContext | None, *, reuse_port: bool = False
 ) -> list[trio.abc.Listener[trio.abc.Stream]]:
+    """Listen on host:port; with *reuse_port*, other processes may listen there too (the
+    kernel spreads new connections over them)."""
     try:
-        raw = await trio.open_tcp_listeners(port, host=host)
+        if reuse_port:
+            raw: list[trio.SocketListener] = [await _reuse_port_listener(host, port)]
+        else:
+            raw = await trio.open_tcp_listeners(port, host=host)
     except OSError as e:
         raise UnavailableError(f"app proxy: cannot listen on {host}:{port}: {e.strerror}") from e
     if tls is None:
         return list(raw)
     return [trio.SSLListener(listener, tls, https_compatible=True) for listener in raw]
+
+
+async def _reuse_port_listener(host: str, port: int) -> trio.SocketListener:
+    sock = trio.socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        await sock.bind((host, port))
+        sock.listen(4096)
+    except OSError:
+        sock.close()
+        raise
+    return trio.SocketListener(sock)
 
 
 def bound_port(listener: trio.abc.Listener[trio.abc.Stream]) -> int:

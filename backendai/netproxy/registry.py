@@ -187,11 +187,12 @@ class RouteRegistry:
         ids += [rid for rid in self._allocated if rid.startswith(f"{session_id}/")]
         return [p for rid in dict.fromkeys(ids) if (p := self.remove(rid)) is not None]
 
-    def retain(self, keep: set[str]) -> None:
-        """Drop every route (and kept port) whose id is not in *keep*."""
-        for rid in [*self.apps, *self._allocated]:
-            if rid not in keep:
-                self.remove(rid)
+    def retain(self, keep: set[str]) -> list[str]:
+        """Drop every route (and kept port) whose id is not in *keep*; the ids dropped."""
+        dropped = [rid for rid in dict.fromkeys([*self.apps, *self._allocated]) if rid not in keep]
+        for rid in dropped:
+            self.remove(rid)
+        return dropped
 
     # -- routing -------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import NoReturn
@@ -42,12 +43,18 @@ class ProxyServer:
         host: str,
         tls: ssl.SSLContext | None = None,
         gate: Gate | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.registry = registry
         self.settings = settings
         self.host = host
         self.tls = tls
         self.gate = gate
+        # Other processes (workers) listen on the main port too.
+        self.reuse_port = reuse_port
+        # Called after every change of the table with what was added and removed (the route
+        # feed to worker processes).
+        self.on_change: Callable[[AppRoute | None, list[str]], None] = lambda added, removed: None
         self.limiter = ConnectionLimiter(settings.max_connections_per_route)
         self._open_send, self._open_receive = trio.open_memory_channel[_OpenRequest](math.inf)
         self._listening: set[int] = set()
@@ -77,11 +84,13 @@ class ProxyServer:
         while True:
             placement = self.registry.add(app)
             if self.registry.mode != "port" or placement.port in self._listening:
+                self.on_change(app, [])
                 return placement
             request = _OpenRequest(placement.port)
             self._open_send.send_nowait(request)
             await request.done.wait()
             if request.error is None:
+                self.on_change(app, [])
                 return placement
             log.warning("%s; giving %s another port", request.error, app.route_id)
             self.registry.refuse_port(placement.port)
@@ -95,17 +104,21 @@ class ProxyServer:
         view and stay as they are.
         """
         newer = {rid for rid, t in self._changed.items() if t > since}
-        self.registry.retain({a.route_id for a in apps} | newer)
+        dropped = self.registry.retain({a.route_id for a in apps} | newer)
+        self.on_change(None, dropped)
         return [await self.add(a) for a in apps if a.route_id not in newer]
 
     def remove(self, route_id: str) -> Placement | None:
         self._changed[route_id] = trio.current_time()
-        return self.registry.remove(route_id)
+        removed = self.registry.remove(route_id)
+        self.on_change(None, [route_id])
+        return removed
 
     def remove_session(self, session_id: str) -> list[Placement]:
         removed = self.registry.remove_session(session_id)
         now = trio.current_time()
         self._changed.update((p.route_id, now) for p in removed)
+        self.on_change(None, [p.route_id for p in removed])
         return removed
 
     async def serve(
@@ -117,7 +130,9 @@ class ProxyServer:
             await nursery.start(self._serve_ports)
             for port in self.registry.allocated_ports():  # kept from before a restart
                 self._open_send.send_nowait(_OpenRequest(port))
-            listeners = await open_listeners(self.host, self.registry.port, self.tls)
+            listeners = await open_listeners(
+                self.host, self.registry.port, self.tls, reuse_port=self.reuse_port
+            )
             await nursery.start(trio.serve_listeners, self.handle_main, listeners)
             port = bound_port(listeners[0])
             self.registry.port = port

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
+import sys
 from dataclasses import dataclass
 from functools import partial
 from typing import NoReturn
@@ -17,11 +19,13 @@ from ..netproxy import (
     ProxyServer,
     ProxySettings,
     RouteAPI,
+    RouteFeed,
     RouteRegistry,
     announce_forever,
     bound_port,
     open_listeners,
     tls_context,
+    worker_environment,
 )
 
 __all__ = ["AppProxyInfo", "build_registry", "serve", "settings_from"]
@@ -75,6 +79,36 @@ def build_registry(config: Config) -> RouteRegistry:
     )
 
 
+async def start_workers(
+    nursery: trio.Nursery, config: Config, server: ProxyServer, port: int
+) -> None:
+    """Feed the route table to ``workers - 1`` more processes on the main port; return once
+    each follows it."""
+    cfg = config.appproxy
+    feed = RouteFeed(server.registry)
+    server.on_change = feed.changed
+    path = config.data_dir / f"appproxy-{proxy_id(cfg)}" / "feed.sock"
+    await nursery.start(feed.serve, path)
+    settings = dataclasses.asdict(settings_from(cfg))
+    spec = {
+        "host": cfg.host, "port": port, "domain": cfg.domain, "feed": str(path),
+        "secret": config.cluster.secret.reveal(), "settings": settings,
+        "cookie_ttl": cfg.cookie_ttl, "tls_cert": cfg.tls_cert, "tls_key": cfg.tls_key,
+    }  # fmt: skip
+    for _ in range(cfg.workers - 1):
+        nursery.start_soon(
+            partial(
+                trio.run_process,
+                [sys.executable, "-m", "backendai.netproxy.worker"],
+                env=worker_environment(spec),
+            )
+        )
+    with trio.fail_after(60):
+        while feed.subscribers < cfg.workers - 1:  # noqa: ASYNC110 (other processes connect)
+            await trio.sleep(0.05)
+    log.info("app proxy: %d worker processes follow the route table", cfg.workers - 1)
+
+
 async def serve(
     config: Config,
     *,
@@ -87,18 +121,25 @@ async def serve(
     gate = AuthGate(
         config.cluster.secret.reveal(), cookie_ttl=cfg.cookie_ttl, secure=bool(cfg.tls_cert)
     )
+    if cfg.workers < 1 or (cfg.workers > 1 and cfg.mode != "wildcard"):
+        raise ConfigError(
+            f"appproxy.workers={cfg.workers}: expected 1, or more in wildcard mode only"
+        )
     server = ProxyServer(
         registry,
         settings_from(cfg),
         host=cfg.host,
         tls=tls_context(cfg.tls_cert, cfg.tls_key),
         gate=gate,
+        reuse_port=cfg.workers > 1,
     )
     pid = proxy_id(cfg)
     api = RouteAPI(server, config.cluster.secret, pid)
     async with trio.open_nursery() as nursery:
         port = await nursery.start(server.serve)
         log.info("app proxy %s (%s mode) listening on %s:%d", pid, cfg.mode, cfg.host, port)
+        if cfg.workers > 1:
+            await start_workers(nursery, config, server, port)
         api_listeners = await open_listeners(cfg.api_host, cfg.api_port, None)
         await nursery.start(trio.serve_listeners, api.handle, api_listeners)
         api_port = bound_port(api_listeners[0])
