@@ -8,6 +8,7 @@ After each bad input the same proxy must still serve a good request.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import ssl
 import subprocess
 from functools import partial
@@ -20,6 +21,7 @@ from trio_websocket import open_websocket, serve_websocket
 
 from backendai.netproxy import ProxySettings, Route, RouteTable, handle_connection
 
+from .conftest import require
 from .netproxy_helpers import (
     H11Client,
     Seen,
@@ -463,6 +465,7 @@ async def test_a_client_leaving_early_does_not_stop_the_proxy(nursery: trio.Nurs
 @pytest.fixture
 def self_signed(tmp_path: Path) -> tuple[Path, Path]:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    require(shutil.which("openssl") is not None, "the openssl command (apt-get install openssl)")
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
          "-addext", "subjectAltName=DNS:localhost,DNS:ok.test", "-keyout", str(key), "-out", str(cert)],
