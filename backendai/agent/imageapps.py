@@ -20,14 +20,23 @@ from pathlib import Path
 
 import docker
 import docker.errors
+from docker.models.images import Image
+from docker.types import Mount
 
 from ..errors import ImageBuildError
 
-__all__ = ["APPS_LABELS", "APPS_VERSION", "add_apps_layer", "has_current_apps", "wheel_cache"]
+__all__ = [
+    "APPS_LABELS",
+    "APPS_VERSION",
+    "add_apps_layer",
+    "apps_base",
+    "has_current_apps",
+    "wheel_cache",
+]
 
 log = logging.getLogger(__name__)
 
-APPS_VERSION = 1
+APPS_VERSION = 2
 # What pip installs (the notebook brings jupyter-server, ipykernel and their dependencies).
 REQUIREMENTS = ["notebook>=7,<8"]
 APPS_DIR = "/opt/backendai/apps"
@@ -80,8 +89,18 @@ def _download_wheels(cache: Path, python_version: str) -> None:
         raise ImageBuildError(f"pip download of {REQUIREMENTS} failed ({proc.returncode}):\n{tail}")
 
 
-def add_apps_layer(client: docker.DockerClient, tag: str, python_version: str = "3.11") -> str:
-    """Install the apps into *tag* (offline, from the wheel cache) and commit; the new image id."""
+def apps_base(image: Image) -> str:
+    """The base image under *image*'s apps layer (*image* itself when it has none)."""
+    labels = image.labels or {}
+    if "ai.backendai.apps-version" not in labels:
+        return str(image.id)
+    return labels.get("ai.backendai.base-image") or str(image.attrs.get("Parent") or image.id)
+
+
+def add_apps_layer(
+    client: docker.DockerClient, tag: str, base: str, python_version: str = "3.11"
+) -> str:
+    """Install the apps on *base* (offline, from the wheel cache) and commit it as *tag*."""
     cache = wheel_cache()
     _download_wheels(cache, python_version)
     pips = sorted(cache.glob("pip-*.whl"))
@@ -99,11 +118,12 @@ def add_apps_layer(client: docker.DockerClient, tag: str, python_version: str = 
         ]
     )
     container = client.containers.run(
-        tag,
+        base,
         ["/bin/sh", "-c", script],
         user="root",
         network_mode="none",
-        volumes={str(cache): {"bind": "/wheels", "mode": "ro"}},
+        # A mount, not a volume: a volume would be committed into the image's config.
+        mounts=[Mount("/wheels", str(cache), type="bind", read_only=True)],
         detach=True,
     )
     try:
@@ -113,6 +133,7 @@ def add_apps_layer(client: docker.DockerClient, tag: str, python_version: str = 
             raise ImageBuildError(f"installing Jupyter into {tag} failed ({result}):\n{logs}")
         repository, _, version = tag.rpartition(":")
         changes = [f'LABEL {k}="{v}"' for k, v in APPS_LABELS.items()]
+        changes.append(f'LABEL ai.backendai.base-image="{base}"')
         changes += ['CMD ["python3"]']  # not the install script
         image = container.commit(repository=repository, tag=version, changes=changes)
         log.info("added the apps layer (Jupyter, web) to %s: %s", tag, image.id)

@@ -27,7 +27,7 @@ import docker.errors
 import requests.exceptions
 
 from ..errors import BackendUnavailable, ImageBuildError
-from .imageapps import add_apps_layer, has_current_apps
+from .imageapps import add_apps_layer, apps_base, has_current_apps
 
 __all__ = ["BUILDER_VERSION", "DEFAULT_MIRROR", "build_python_image", "default_mirror"]
 
@@ -89,8 +89,14 @@ def build_python_image(
     try:
         previous = _image_id(client, tag)
         if not force and previous is not None and _is_current(client, previous, tag):
-            if apps and not has_current_apps(client.images.get(previous).labels or {}):
-                return add_apps_layer(client, tag)
+            current = client.images.get(previous)
+            if apps and not has_current_apps(current.labels or {}):
+                base = apps_base(current)
+                image_id = add_apps_layer(client, tag, base)
+                if previous != base:  # an outdated apps layer; still used by a container: kept
+                    with contextlib.suppress(docker.errors.APIError):
+                        client.images.remove(previous)
+                return image_id
             log.info("image %s (%s) is current; not rebuilding", tag, previous[:19])
             return previous
         with tempfile.TemporaryDirectory(prefix="backendai-image-") as tmp:
@@ -103,7 +109,7 @@ def build_python_image(
             _write_tar(rootfs, archive)
             image_id = _import(client, archive, tag)
         if apps:
-            image_id = add_apps_layer(client, tag)
+            image_id = add_apps_layer(client, tag, image_id)
         if previous not in (None, image_id):
             with contextlib.suppress(docker.errors.APIError):  # still used by a container: keep it
                 client.images.remove(previous)
