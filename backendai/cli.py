@@ -126,6 +126,7 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .client.cli_admin import add_admin_commands
+    from .client.cli_app import add_app_commands
     from .client.cli_exec import add_exec_commands, add_run_arguments
     from .client.cli_session import add_session_commands
     from .client.cli_vfolder import add_vfolder_commands
@@ -179,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_exec_commands(add_session_commands(sub))
     add_admin_commands(sub)
     add_vfolder_commands(sub)
+    add_app_commands(sub)
     return parser
 
 

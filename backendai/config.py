@@ -120,6 +120,10 @@ class ManagerConfig:
     storage_url: str = ""
     # Seconds an upload or download token handed to a client stays valid.
     transfer_token_ttl: float = 3600.0
+    # Seconds an app token from start-service may wait before it is exchanged for a cookie.
+    app_token_ttl: float = 120.0
+    # Seconds an app proxy may stay silent before no new app is placed on it.
+    app_proxy_timeout: float = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,6 +223,39 @@ class AppProxyConfig:
     header_timeout: float = 10.0
     # Seconds to connect to an app before answering 504.
     connect_timeout: float = 5.0
+    # Seconds a kept-alive client connection may idle between requests.
+    keepalive_timeout: float = 75.0
+    # Open connections to one app instance; beyond this a request gets 503.
+    max_connections_per_route: int = 1000
+    # PEM certificate chain and key for TLS termination; both empty: plain HTTP.
+    tls_cert: str = ""
+    # PEM private key of tls_cert.
+    tls_key: str = ""
+    # How apps are reached: "wildcard" (http://<name>.<domain>:<port>/) or "port" (a port per app).
+    mode: Literal["wildcard", "port"] = "wildcard"
+    # Wildcard mode: the domain whose subdomains name apps (DNS *.<domain> points at this proxy).
+    domain: str = "apps.localhost"
+    # Host name in the app URLs handed to users; empty: the listen host.
+    public_host: str = ""
+    # Port mode: the ports handed to apps, both ends included.
+    port_range_start: int = 10201
+    port_range_end: int = 10300
+    # Address of the route management API (called by managers, authenticated by cluster.secret).
+    api_host: str = "127.0.0.1"
+    # Port of the route management API (0: any free port).
+    api_port: int = 10250
+    # URL managers use to reach the route API; empty: http://<api_host>:<api port>.
+    api_url: str = ""
+    # This proxy's id among the cluster's app proxies; empty: the host name.
+    id: str = ""
+    # Manager base URL the proxy announces itself to (and rebuilds its routes from); empty: none.
+    manager_url: str = ""
+    # Seconds between announcements to the manager.
+    announce_interval: float = 10.0
+    # Seconds the cookie an app token is exchanged for stays valid.
+    cookie_ttl: float = 86400.0
+    # Processes serving the main (wildcard) port; each extra one follows the route table.
+    workers: int = 1
 
 
 @dataclasses.dataclass(frozen=True)

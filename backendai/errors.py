@@ -34,7 +34,8 @@ them.  A subclass exists only where some caller acts differently on it::
         ├── PayloadTooLarge         413 request-too-large
         │   └── QuotaExceeded       413 vfolder-quota-exceeded (a folder would grow past its quota)
         ├── TooManyRequests         429 too-many-requests
-        └── ServerError             500 internal-server-error
+        ├── ServerError             500 internal-server-error
+        └── ServiceUnavailable      503 service-unavailable (no app proxy, ...)
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ __all__ = [
     "RegistryNotFound",
     "RegistryUnreachable",
     "ServerError",
+    "ServiceUnavailable",
     "SessionNotFound",
     "TooManyRequests",
     "UnavailableError",
@@ -237,3 +239,9 @@ class ServerError(APIError):
     status = 500
     slug = "internal-server-error"
     title = "Internal server error"
+
+
+class ServiceUnavailable(APIError):
+    status = 503
+    slug = "service-unavailable"
+    title = "Service unavailable"

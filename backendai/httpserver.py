@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import hmac
+import json
 import logging
 from typing import Any, NoReturn
 
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
+from quart import Response, request, websocket
 
-from .errors import UnavailableError
+from .config import Secret
+from .errors import APIError, AuthenticationFailed, UnavailableError
 
-__all__ = ["serve_http"]
+__all__ = ["guard_with_secret", "problem_response", "serve_http"]
 
 log = logging.getLogger(__name__)
 
@@ -54,3 +58,31 @@ async def serve_http(
         log.info("%s listening on %s", name, ", ".join(binds))
         task_status.started(bound)
     raise AssertionError("hypercorn returned without being cancelled")
+
+
+def guard_with_secret(app: Any, secret: Secret) -> None:
+    """Refuse every request and websocket of *app* (a Quart app) without ``Bearer <secret>``;
+    answer our API errors as problem+json."""
+    expected = f"Bearer {secret.reveal()}".encode()
+
+    def check(headers: Any) -> None:
+        given = headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            raise AuthenticationFailed("missing or wrong cluster secret")
+
+    @app.before_request  # type: ignore[untyped-decorator]
+    async def check_secret() -> None:
+        check(request.headers)
+
+    @app.before_websocket  # type: ignore[untyped-decorator]
+    async def check_websocket_secret() -> None:
+        check(websocket.headers)
+
+    @app.errorhandler(APIError)  # type: ignore[untyped-decorator]
+    async def api_error(e: APIError) -> Response:
+        return problem_response(e.status, e.slug, str(e))
+
+
+def problem_response(status: int, slug: str, msg: str) -> Response:
+    body = {"type": f"https://api.backend.ai/probs/{slug}", "title": slug, "msg": msg}
+    return Response(json.dumps(body), status=status, content_type="application/problem+json")

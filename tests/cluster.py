@@ -48,7 +48,7 @@ def cluster_config(data_dir: Path, **sections: dict[str, Any]) -> Config:
             "dummy_destroy_delay": 0.02,
         },
         "storage": {"port": 0, "client_port": 0},
-        "appproxy": {"port": 0},
+        "appproxy": {"port": 0, "api_port": 0, "announce_interval": 2.0},
     }
     for section, values in sections.items():
         overrides.setdefault(section, {}).update(values)

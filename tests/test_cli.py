@@ -22,7 +22,7 @@ def _config(tmp_path: Path, **manager: object) -> Path:
             "manager": {"port": free_port(), **manager},
             "agent": {"port": free_port(), "backend": "dummy"},
             "storage": {"port": free_port(), "client_port": free_port()},
-            "appproxy": {"port": free_port()},
+            "appproxy": {"port": free_port(), "api_port": free_port()},
         },
     )
 

@@ -1,23 +1,21 @@
-"""The app proxy (backendai.netproxy): request-head parsing, and the proxy itself on loopback."""
+"""The app proxy's pure parts (backendai.netproxy): heads and body framing, table-driven."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Awaitable, Callable
-from functools import partial
+from collections.abc import Callable
 
 import pytest
-import trio
-import trio.testing
 
 from backendai.netproxy import (
+    ChunkedScanner,
+    Framing,
     HeadError,
     RequestHead,
-    Route,
-    RouteTable,
     find_head_end,
-    handle_connection,
     parse_head,
+    parse_response_head,
+    request_framing,
+    response_framing,
 )
 
 # -- head parsing (pure) ---------------------------------------------------------------
@@ -87,9 +85,13 @@ def test_parse_good_heads(
     ],
 )
 def test_parse_malformed_heads(raw: bytes, message: str) -> None:
+    assert_refused(parse_head, raw, 400, message)
+
+
+def assert_refused(parse: Callable[[bytes], object], raw: bytes, status: int, message: str) -> None:
     with pytest.raises(HeadError) as info:
-        parse_head(raw)
-    assert info.value.status == 400
+        parse(raw)
+    assert info.value.status == status
     assert message in str(info.value)
 
 
@@ -146,356 +148,145 @@ def test_find_head_end(buf: bytes | bytearray, end: int) -> None:
     assert find_head_end(buf) == end
 
 
-# -- the proxy on loopback ----------------------------------------------------------------
-
-Handler = Callable[[trio.SocketStream], Awaitable[None]]
-
-
-async def serve(nursery: trio.Nursery, handler: Handler) -> int:
-    """Serve *handler* on a loopback port 0; return the real port."""
-    listeners = await nursery.start(partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
-    port: int = listeners[0].socket.getsockname()[1]
-    return port
-
-
-async def start_proxy(
-    nursery: trio.Nursery,
-    routes: dict[str, int],
-    *,
-    max_header_bytes: int = 16384,
-    header_timeout: float = 10.0,
-) -> int:
-    table = RouteTable({host: Route("127.0.0.1", port) for host, port in routes.items()})
-    handler = partial(
-        handle_connection,
-        table=table,
-        max_header_bytes=max_header_bytes,
-        header_timeout=header_timeout,
-    )
-    return await serve(nursery, handler)
-
-
-async def read_until_eof(stream: trio.abc.ReceiveStream) -> bytes:
-    data = bytearray()
-    with contextlib.suppress(trio.BrokenResourceError):
-        while chunk := await stream.receive_some():
-            data += chunk
-    return bytes(data)
-
-
-async def read_exactly(stream: trio.abc.ReceiveStream, n: int) -> bytes:
-    data = bytearray()
-    while len(data) < n:
-        chunk = await stream.receive_some(n - len(data))
-        assert chunk, f"EOF after {len(data)} of {n} bytes"
-        data += chunk
-    return bytes(data)
-
-
-async def exchange(port: int, data: bytes, *, eof: bool = False) -> bytes:
-    """Send *data* to 127.0.0.1:*port* (then EOF if asked); return all that comes back."""
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    async with stream:
-        await stream.send_all(data)
-        if eof:
-            await stream.send_eof()
-        return await read_until_eof(stream)
-
-
-def status_of(response: bytes) -> int:
-    return int(response.split(b" ", 2)[1])
-
-
-async def http_backend(seen: list[bytes], stream: trio.SocketStream) -> None:
-    """A tiny HTTP/1.1 app: answers with the request body upper-cased, and closes."""
-    async with stream:
-        buf = bytearray()
-        while (end := find_head_end(buf)) < 0:
-            buf += await stream.receive_some()
-        head = parse_head(bytes(buf[:end]))
-        length = int(head.header("content-length") or 0)
-        body = bytes(buf[end:]) + await read_exactly(stream, length - (len(buf) - end))
-        seen.append(bytes(buf[:end]) + body)
-        answer = body.upper()
-        await stream.send_all(
-            b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
-            % (len(answer), answer)
-        )
-
-
-async def echo_backend(seen: list[bytes], stream: trio.SocketStream) -> None:
-    """Echo every byte; after the client's EOF, say how many bytes came, then close."""
-    async with stream:
-        total = 0
-        while data := await stream.receive_some():
-            total += len(data)
-            await stream.send_all(data)
-        seen.append(b"EOF")
-        await stream.send_all(b"[backend saw EOF after %d bytes]" % total)
-
-
-def head_for(host: str, extra: str = "") -> bytes:
-    return f"POST /echo HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n".encode()
-
-
-async def test_unknown_host_gets_a_404_page_naming_it(nursery: trio.Nursery) -> None:
-    proxy = await start_proxy(nursery, {})
-    with trio.fail_after(5):
-        response = await exchange(proxy, b"GET / HTTP/1.1\r\nHost: Nope.Example:8080\r\n\r\n")
-    assert status_of(response) == 404
-    assert b"Content-Type: text/html" in response
-    assert b"no app is served at host 'nope.example'" in response
-    head, _, body = response.partition(b"\r\n\r\n")
-    assert f"Content-Length: {len(body)}".encode() in head
-
-
-async def test_error_pages_escape_what_the_client_sent(nursery: trio.Nursery) -> None:
-    proxy = await start_proxy(nursery, {})
-    with trio.fail_after(5):
-        response = await exchange(proxy, b"GET / HTTP/1.1\r\nHost: <b>x</b>\r\n\r\n")
-    assert status_of(response) == 404
-    assert b"<b>x</b>" not in response
-    assert b"&lt;b&gt;x&lt;/b&gt;" in response
-
-
-async def test_a_malformed_head_gets_a_400_page(nursery: trio.Nursery) -> None:
-    proxy = await start_proxy(nursery, {})
-    with trio.fail_after(5):
-        response = await exchange(proxy, b"GET / HTTP/1.1\r\nNoColon\r\n\r\n")
-    assert status_of(response) == 400
-    assert b"malformed header line 'NoColon'" in response
-
-
-async def test_a_route_to_a_closed_port_gets_a_502_page(nursery: trio.Nursery) -> None:
-    sock = trio.socket.socket()
-    await sock.bind(("127.0.0.1", 0))
-    closed_port = sock.getsockname()[1]
-    sock.close()
-    proxy = await start_proxy(nursery, {"down.test": closed_port})
-    with trio.fail_after(5):
-        response = await exchange(proxy, b"GET / HTTP/1.1\r\nHost: down.test\r\n\r\n")
-    assert status_of(response) == 502
-    assert b"the app for 'down.test' is not answering" in response
+# -- connection semantics -------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    "split",
+    ("raw", "keep_alive", "upgrade"),
     [
-        pytest.param(lambda head, body: [head, body], id="body-after-head"),
-        pytest.param(lambda head, body: [head + body], id="head-and-body-together"),
-        pytest.param(
-            lambda head, body: [head[:10], head[10:], body[:5], body[5:]], id="split-everywhere"
+        (b"GET / HTTP/1.1\r\n\r\n", True, False),
+        (b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", False, False),
+        (b"GET / HTTP/1.1\r\nConnection: Keep-Alive, Close\r\n\r\n", False, False),
+        (b"GET / HTTP/1.0\r\n\r\n", False, False),
+        (b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", True, False),
+        (b"GET / HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", True, True),
+        (b"GET / HTTP/1.1\r\nConnection: keep-alive, upgrade\r\nUpgrade: h2c\r\n\r\n", True, True),
+        # An Upgrade header without the Connection token is not a switch.
+        (b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n", True, False),
+        (b"CONNECT a:1 HTTP/1.1\r\n\r\n", True, True),
+    ],
+)
+def test_keep_alive_and_upgrade(raw: bytes, keep_alive: bool, upgrade: bool) -> None:
+    head = parse_head(raw)
+    assert head.keep_alive is keep_alive
+    assert head.is_upgrade is upgrade
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "keep_alive"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 200, True),
+        (b"HTTP/1.1 404\r\n\r\n", 404, True),
+        (b"HTTP/1.0 200 OK\r\n\r\n", 200, False),
+        (b"HTTP/1.1 101 Switching Protocols\r\nConnection: close\r\n\r\n", 101, False),
+    ],
+)
+def test_parse_response_heads(raw: bytes, status: int, keep_alive: bool) -> None:
+    head = parse_response_head(raw)
+    assert head.status == status
+    assert head.keep_alive is keep_alive
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"HTTP/1.1 OK\r\n\r\n", "malformed status line 'HTTP/1.1 OK'"),
+        (b"SSH-2.0-OpenSSH\r\n\r\n", "malformed status line"),
+        (b"HTTP/1.1 200 OK\r\nbroken\r\n\r\n", "malformed header line 'broken'"),
+    ],
+)
+def test_malformed_response_heads_are_the_apps_fault(raw: bytes, message: str) -> None:
+    assert_refused(parse_response_head, raw, 502, message)
+
+
+# -- body framing ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "framing"),
+    [
+        ("", Framing("length", 0)),
+        ("Content-Length: 12\r\n", Framing("length", 12)),
+        ("Content-Length: 12, 12\r\n", Framing("length", 12)),
+        ("Transfer-Encoding: chunked\r\n", Framing("chunked")),
+        ("Transfer-Encoding: gzip, Chunked\r\n", Framing("chunked")),
+    ],
+)
+def test_request_framing(headers: str, framing: Framing) -> None:
+    assert request_framing(parse_head(f"POST / HTTP/1.1\r\n{headers}\r\n".encode())) == framing
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ("Content-Length: -1\r\n", "request Content-Length '-1' is not a byte count"),
+        ("Content-Length: 1, 2\r\n", "request Content-Length '1, 2' is not a byte count"),
+        ("Content-Length: 0x10\r\n", "is not a byte count"),
+        (
+            "Transfer-Encoding: gzip\r\n",
+            "request Transfer-Encoding 'gzip' does not end in 'chunked'",
+        ),
+        (
+            "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+            "both Transfer-Encoding and Content-Length",
         ),
     ],
 )
-async def test_http_request_and_body_reach_the_app(
-    nursery: trio.Nursery, split: Callable[[bytes, bytes], list[bytes]]
-) -> None:
-    seen: list[bytes] = []
-    app = await serve(nursery, partial(http_backend, seen))
-    proxy = await start_proxy(nursery, {"app.test": app})
-    head = head_for("app.test:10200", "Content-Length: 11\r\n")
-    with trio.fail_after(5):
-        stream = await trio.open_tcp_stream("127.0.0.1", proxy)
-        async with stream:
-            for piece in split(head, b"hello world"):
-                await stream.send_all(piece)
-                await trio.testing.wait_all_tasks_blocked()
-            response = await read_until_eof(stream)
-    assert seen == [head + b"hello world"]
-    assert response.startswith(b"HTTP/1.1 200 OK\r\n")
-    assert response.endswith(b"\r\n\r\nHELLO WORLD")
-
-
-async def test_half_close_is_forwarded_and_the_app_can_still_answer(
-    nursery: trio.Nursery,
-) -> None:
-    seen: list[bytes] = []
-    app = await serve(nursery, partial(echo_backend, seen))
-    proxy = await start_proxy(nursery, {"echo.test": app})
-    head = head_for("echo.test")
-    with trio.fail_after(5):
-        stream = await trio.open_tcp_stream("127.0.0.1", proxy)
-        async with stream:
-            await stream.send_all(head + b"ping")
-            # The connection is live both ways before any EOF.
-            assert await read_exactly(stream, len(head) + 4) == head + b"ping"
-            assert seen == []
-            await stream.send_eof()
-            rest = await read_until_eof(stream)
-    assert seen == [b"EOF"]
-    assert rest == b"[backend saw EOF after %d bytes]" % (len(head) + 4)
-
-
-async def test_large_transfer_is_spliced_both_ways(nursery: trio.Nursery) -> None:
-    seen: list[bytes] = []
-    app = await serve(nursery, partial(echo_backend, seen))
-    proxy = await start_proxy(nursery, {"echo.test": app})
-    payload = head_for("echo.test") + bytes(range(256)) * 8192  # 2 MiB after the head
-    received = b""
-    with trio.fail_after(10):
-        stream = await trio.open_tcp_stream("127.0.0.1", proxy)
-        async with stream, trio.open_nursery() as inner:
-
-            async def send() -> None:
-                for i in range(0, len(payload), 100_000):
-                    await stream.send_all(payload[i : i + 100_000])
-                await stream.send_eof()
-
-            inner.start_soon(send)
-            received = await read_until_eof(stream)
-    assert received == payload + b"[backend saw EOF after %d bytes]" % len(payload)
-
-
-async def test_the_app_closing_first_is_forwarded(nursery: trio.Nursery) -> None:
-    async def greet_and_close(stream: trio.SocketStream) -> None:
-        async with stream:
-            await stream.send_all(b"bye")
-
-    app = await serve(nursery, greet_and_close)
-    proxy = await start_proxy(nursery, {"bye.test": app})
-    with trio.fail_after(5):
-        response = await exchange(proxy, head_for("bye.test"))
-    assert response == b"bye"
+def test_request_framing_refuses_ambiguity(headers: str, message: str) -> None:
+    with pytest.raises(HeadError) as info:
+        request_framing(parse_head(f"POST / HTTP/1.1\r\n{headers}\r\n".encode()))
+    assert info.value.status == 400
+    assert message in str(info.value)
 
 
 @pytest.mark.parametrize(
-    "pieces",
+    ("method", "raw", "framing"),
     [
-        pytest.param(1, id="in-one-piece"),
-        pytest.param(3, id="in-three-pieces"),
+        ("GET", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", Framing("length", 5)),
+        ("HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", Framing("length", 0)),
+        ("GET", b"HTTP/1.1 204 No Content\r\n\r\n", Framing("length", 0)),
+        ("GET", b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", Framing("length", 0)),
+        ("GET", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", Framing("chunked")),
+        ("GET", b"HTTP/1.1 200 OK\r\n\r\n", Framing("close")),
     ],
 )
-async def test_a_head_larger_than_the_limit_gets_431(nursery: trio.Nursery, pieces: int) -> None:
-    proxy = await start_proxy(nursery, {"app.test": 1}, max_header_bytes=1024)
-    head = head_for("app.test", f"X-Big: {'x' * 2000}\r\n")
-    size = len(head) // pieces + 1
-    with trio.fail_after(5):
-        stream = await trio.open_tcp_stream("127.0.0.1", proxy)
-        async with stream:
-            for i in range(0, len(head), size):
-                with contextlib.suppress(trio.BrokenResourceError):
-                    await stream.send_all(head[i : i + size])
-                await trio.testing.wait_all_tasks_blocked()
-            response = await read_until_eof(stream)
-    assert status_of(response) == 431
-    assert b"the request head exceeds 1024 bytes" in response
+def test_response_framing(method: str, raw: bytes, framing: Framing) -> None:
+    assert response_framing(method, parse_response_head(raw)) == framing
 
 
-async def test_a_head_at_the_limit_is_accepted(nursery: trio.Nursery) -> None:
-    head = head_for("nope.test")
-    proxy = await start_proxy(nursery, {}, max_header_bytes=len(head))
-    with trio.fail_after(5):
-        response = await exchange(proxy, head)
-    assert status_of(response) == 404
+CHUNKED = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nTrailer: x\r\n\r\n"
 
 
-async def test_a_slow_head_gets_408(
-    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
-) -> None:
-    proxy = await start_proxy(nursery, {}, header_timeout=10.0)
-    stream = await trio.open_tcp_stream("127.0.0.1", proxy)
-    async with stream:
-        start = trio.current_time()
-        await stream.send_all(b"GET / HTTP/1.1\r\nHost: slow")
-        response = await read_until_eof(stream)
-        elapsed = trio.current_time() - start
-    assert status_of(response) == 408
-    assert b"the request head did not arrive within 10 s" in response
-    assert 10.0 <= elapsed < 10.5
+@pytest.mark.parametrize("piece", [1, 2, 3, 7, len(CHUNKED)])
+def test_chunked_scanner_finds_the_end_however_the_bytes_arrive(piece: int) -> None:
+    scanner = ChunkedScanner(400)
+    data = CHUNKED + b"GET /next HTTP/1.1\r\n"
+    consumed = 0
+    while not scanner.done:
+        chunk = data[consumed : consumed + piece]
+        assert chunk, "ran past the end of the body"
+        consumed += scanner.feed(chunk)
+    assert consumed == len(CHUNKED)
 
 
-async def test_a_trickling_head_gets_408_too(
-    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
-) -> None:
-    """The timeout bounds the whole head, not each read: one byte a second does not keep it open."""
-    proxy = await start_proxy(nursery, {}, header_timeout=10.0)
-    stream = await trio.open_tcp_stream("127.0.0.1", proxy)
-    head = head_for("slow.test")
-
-    async def trickle() -> None:
-        with contextlib.suppress(trio.BrokenResourceError):
-            for byte in head:
-                await stream.send_all(bytes([byte]))
-                await trio.sleep(1)
-
-    async with stream, trio.open_nursery() as inner:
-        start = trio.current_time()
-        inner.start_soon(trickle)
-        response = await read_until_eof(stream)
-        elapsed = trio.current_time() - start
-        inner.cancel_scope.cancel()
-    assert status_of(response) == 408
-    assert 10.0 <= elapsed < 11.0
-
-
-async def test_a_client_leaving_early_does_not_stop_the_proxy(nursery: trio.Nursery) -> None:
-    proxy = await start_proxy(nursery, {})
-    with trio.fail_after(5):
-        assert await exchange(proxy, b"", eof=True) == b""
-        assert await exchange(proxy, b"GET / HTTP/1.1\r\n", eof=True) == b""
-        response = await exchange(proxy, b"GET / HTTP/1.1\r\nHost: after\r\n\r\n")
-    assert status_of(response) == 404
-
-
-class GoneClient(trio.abc.HalfCloseableStream):
-    """A client that sent *data* and then vanished: every send fails as on a reset."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        self.closed = False
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        await trio.lowlevel.checkpoint()
-        data, self._data = self._data, b""
-        return data
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await trio.lowlevel.checkpoint()
-        raise trio.BrokenResourceError("connection reset by peer")
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def send_eof(self) -> None:
-        await trio.lowlevel.checkpoint()
-        raise trio.BrokenResourceError("connection reset by peer")
-
-    async def aclose(self) -> None:
-        self.closed = True
-        await trio.lowlevel.checkpoint()
+def test_chunked_scanner_without_trailers() -> None:
+    scanner = ChunkedScanner(400)
+    assert scanner.feed(b"3\r\nabc\r\n0\r\n\r\nrest") == 13
+    assert scanner.done
 
 
 @pytest.mark.parametrize(
-    "data",
+    ("data", "message"),
     [
-        pytest.param(b"GET / HTTP/1.1\r\nHost: nope\r\n\r\n", id="404"),
-        pytest.param(b"GET / HTTP/1.1\r\nbad\r\n\r\n", id="400"),
-        pytest.param(b"GET / HTTP/1.1\r\nX: " + b"x" * 100 + b"\r\n\r\n", id="431"),
+        (b"zz\r\n", "malformed chunk size 'zz'"),
+        (b"-5\r\n", "malformed chunk size '-5'"),
+        (b"\r\n", "malformed chunk size ''"),
+        (b"3\r\nabcXY", "a chunk is not followed by CRLF"),
+        (b"1" * 5000, "a chunk size line is too long"),
     ],
 )
-async def test_a_client_gone_before_its_error_page_is_not_an_error(data: bytes) -> None:
-    client = GoneClient(data)
-    # An exception here would crash trio.serve_tcp, and with it every other connection.
-    await handle_connection(
-        client,  # type: ignore[arg-type]
-        RouteTable(),
-        max_header_bytes=64,
-        header_timeout=10.0,
-    )
-    assert client.closed
-
-
-async def test_a_client_gone_before_its_head_reaches_the_app(nursery: trio.Nursery) -> None:
-    seen: list[bytes] = []
-    app = await serve(nursery, partial(echo_backend, seen))
-    client = GoneClient(head_for("echo.test") + b"body")
-    table = RouteTable({"echo.test": Route("127.0.0.1", app)})
-    with trio.fail_after(5):
-        await handle_connection(
-            client,  # type: ignore[arg-type]
-            table,
-            max_header_bytes=1024,
-            header_timeout=10.0,
-        )
-    assert client.closed
+def test_chunked_scanner_refuses_broken_encodings(data: bytes, message: str) -> None:
+    with pytest.raises(HeadError) as info:
+        ChunkedScanner(502).feed(data)
+    assert info.value.status == 502
+    assert message in str(info.value)

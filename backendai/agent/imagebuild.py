@@ -3,7 +3,8 @@
 ``debootstrap`` (minbase, bookworm) makes a root file system with python3; we
 add the ``work`` user (uid/gid 1000, home /home/work), trim caches and docs,
 tar it and ``docker import`` it with the ``ai.backend.*`` labels that make it
-a kernel image.  Blocking (minutes): callers run it in a worker thread.
+a kernel image.  A layer with Jupyter and a plain HTTP app follows
+(:mod:`.imageapps`).  Blocking (minutes): callers run it in a worker thread.
 
 An image carrying our ``ai.backend.builder-version`` is reused unless
 ``force``; bump ``BUILDER_VERSION`` whenever the recipe changes.
@@ -26,6 +27,7 @@ import docker.errors
 import requests.exceptions
 
 from ..errors import BackendUnavailable, ImageBuildError
+from .imageapps import add_apps_layer, apps_base, has_current_apps
 
 __all__ = ["BUILDER_VERSION", "DEFAULT_MIRROR", "build_python_image", "default_mirror"]
 
@@ -74,8 +76,12 @@ def build_python_image(
     force: bool = False,
     mirror: str | None = None,
     docker_url: str = "",
+    apps: bool = True,
 ) -> str:
-    """Build (or reuse) the Python kernel image *tag*; returns its image id."""
+    """Build (or reuse) the Python kernel image *tag*; returns its image id.
+
+    With *apps*, the image also offers Jupyter and a plain HTTP app (:mod:`.imageapps`).
+    """
     try:
         client = docker.DockerClient(base_url=docker_url) if docker_url else docker.from_env()
     except docker.errors.DockerException as e:
@@ -83,6 +89,14 @@ def build_python_image(
     try:
         previous = _image_id(client, tag)
         if not force and previous is not None and _is_current(client, previous, tag):
+            current = client.images.get(previous)
+            if apps and not has_current_apps(current.labels or {}):
+                base = apps_base(current)
+                image_id = add_apps_layer(client, tag, base)
+                if previous != base:  # an outdated apps layer; still used by a container: kept
+                    with contextlib.suppress(docker.errors.APIError):
+                        client.images.remove(previous)
+                return image_id
             log.info("image %s (%s) is current; not rebuilding", tag, previous[:19])
             return previous
         with tempfile.TemporaryDirectory(prefix="backendai-image-") as tmp:
@@ -94,6 +108,8 @@ def build_python_image(
             archive = Path(tmp) / "rootfs.tar"
             _write_tar(rootfs, archive)
             image_id = _import(client, archive, tag)
+        if apps:
+            image_id = add_apps_layer(client, tag, image_id)
         if previous not in (None, image_id):
             with contextlib.suppress(docker.errors.APIError):  # still used by a container: keep it
                 client.images.remove(previous)

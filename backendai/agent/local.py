@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import platform
+import shlex
 import shutil
 import signal
 import subprocess
@@ -48,6 +49,7 @@ T = TypeVar("T")
 
 RUNNER = Path(__file__).resolve().parent.parent / "kernel" / "runner.py"
 IMAGE = f"backendai/python:{sys.version_info.major}.{sys.version_info.minor}"
+_HTTP_APP = f"{shlex.quote(sys.executable)} -m http.server {{port}} --bind 127.0.0.1"
 STATE_FILE = "kernel.json"
 LOG_FILE = "output.log"
 # Environment a local kernel inherits from the agent; everything else (secrets!) stays out.
@@ -98,6 +100,12 @@ class LocalBackend:
             "ai.backend.runtime-path": sys.executable,
             "ai.backend.resource.min.cpu": "1",
             "ai.backend.resource.min.mem": "256m",
+            # A plain HTTP app (the standard library's file server), for the app proxy:
+            # "web" for its owner only, "web-public" for anyone.
+            "ai.backend.service-ports": "web:http:8080,web-public:http:8081",
+            "ai.backendai.service.web": _HTTP_APP,
+            "ai.backendai.service.web-public": _HTTP_APP,
+            "ai.backendai.service-public": "web-public",
         }
         arch = _ARCH.get(platform.machine(), platform.machine())
         return [ImageInfo(IMAGE, arch, f"local:{sys.executable}", 0, labels)]

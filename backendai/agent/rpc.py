@@ -2,30 +2,29 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 from dataclasses import asdict
 from typing import Any
 
-from quart import Response, request, websocket
+from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from ..config import Secret
 from ..errors import (
-    APIError,
-    AuthenticationFailed,
     ImageNotFound,
     ImagePullError,
     KernelError,
     KernelNotFound,
 )
+from ..httpserver import guard_with_secret, problem_response
 from .backend import KernelInfo
 from .exec_routes import add_execution_routes
 from .execution import ExecutionService
 from .file_routes import UploadMiddleware, add_file_routes
 from .registry import KernelRegistry, parse_spec
+from .service_routes import add_service_routes
 
 __all__ = ["create_rpc_app", "kernel_json"]
 
@@ -34,9 +33,7 @@ log = logging.getLogger(__name__)
 PULL_RETRY_REASONS = frozenset({"unreachable", "failed"})
 
 
-def _error(status: int, slug: str, msg: str) -> Response:
-    body = {"type": f"https://api.backend.ai/probs/{slug}", "title": slug, "msg": msg}
-    return Response(json.dumps(body), status=status, content_type="application/problem+json")
+_error = problem_response
 
 
 def _json(obj: Any, status: int = 200) -> Response:
@@ -60,23 +57,7 @@ def create_rpc_app(
     """The agent's API; with *execution*, also code execution, terminals and files
     (uploads up to *max_upload_bytes*: ``agent.max_upload_bytes``)."""
     app = QuartTrio("backendai.agent")
-    expected = f"Bearer {secret.reveal()}".encode()
-
-    @app.before_request
-    async def check_secret() -> None:
-        given = request.headers.get("Authorization", "").encode()
-        if not hmac.compare_digest(given, expected):
-            raise AuthenticationFailed("missing or wrong cluster secret")
-
-    @app.before_websocket
-    async def check_websocket_secret() -> None:
-        given = websocket.headers.get("Authorization", "").encode()
-        if not hmac.compare_digest(given, expected):
-            raise AuthenticationFailed("missing or wrong cluster secret")
-
-    @app.errorhandler(APIError)
-    async def api_error(e: APIError) -> Response:
-        return _error(e.status, e.slug, str(e))
+    guard_with_secret(app, secret)
 
     @app.errorhandler(KernelNotFound)
     async def not_found(e: KernelNotFound) -> Response:
@@ -149,6 +130,7 @@ def create_rpc_app(
     if execution is not None:
         add_execution_routes(app, execution)
         add_file_routes(app, execution)
+        add_service_routes(app, execution)
         app.asgi_app = UploadMiddleware(  # type: ignore[method-assign,assignment]
             app.asgi_app, execution, secret, max_upload_bytes
         )

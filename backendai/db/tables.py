@@ -16,6 +16,8 @@ import sqlalchemy as sa
 __all__ = [
     "agents",
     "allocations",
+    "app_proxies",
+    "app_routes",
     "domains",
     "image_aliases",
     "images",
@@ -378,8 +380,8 @@ session_history = sa.Table(
 )
 sa.Index("ix_session_history_session_id", session_history.c.session_id)
 
-# Virtual folders.  ``user_id`` is the owner's keypairs.user_id and ``project`` a
-# project name; both become foreign keys once the accounts tables land.
+# Virtual folders.  ``user_id`` is the owner's keypairs.user_id (the user's email) and
+# ``project`` a project name within the owner's domain.
 vfolders = sa.Table(
     "vfolders",
     metadata,
@@ -420,3 +422,30 @@ vfolder_invitations = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
 )
 sa.Index("ix_vfolder_invitations_invitee", vfolder_invitations.c.invitee)
+# App proxies that announced themselves (each serves some apps; several per cluster).
+app_proxies = sa.Table(
+    "app_proxies",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("api_url", sa.String(256), nullable=False),
+    sa.Column("mode", sa.String(16), nullable=False),  # wildcard | port
+    sa.Column("last_seen", sa.Float, nullable=False),
+)
+
+# The apps of running sessions and the proxy serving each; a proxy rebuilds its table from these.
+app_routes = sa.Table(
+    "app_routes",
+    metadata,
+    sa.Column("session_id", sa.String(36), sa.ForeignKey("sessions.id"), primary_key=True),
+    sa.Column("app", sa.String(64), primary_key=True),
+    sa.Column("proxy_id", sa.String(64), sa.ForeignKey("app_proxies.id"), nullable=False),
+    sa.Column("protocol", sa.String(8), nullable=False),  # http | tcp
+    sa.Column("target_host", sa.String(256), nullable=False),
+    sa.Column("target_port", sa.Integer, nullable=False),
+    sa.Column("owner", sa.String(64), nullable=False),  # access key that may use the app
+    sa.Column("public", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
+    sa.Column("allowed_client_ips", sa.JSON, nullable=False, default=list),
+    sa.Column("url", sa.String(512), nullable=False, default="", server_default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+sa.Index("ix_app_routes_proxy_id", app_routes.c.proxy_id)

@@ -2,7 +2,8 @@
 
 Request/reply ops (one reply each; a connection may carry many)::
 
-    ping, status, interrupt, complete, write-file, read-file, list-files
+    ping, status, interrupt, complete, write-file, read-file, list-files,
+    start-service (:mod:`.services`)
 
 Ops that take over their connection and close it when done::
 
@@ -40,6 +41,7 @@ from .jobs import Job
 from .ptyop import serve_pty
 from .query import Interpreter, InterpreterError, QueryJob
 from .runloop import drive
+from .services import Services
 from .wire import Connection, ProtocolError, error
 
 DEFAULT_IPC_DIR = "/opt/backendai/ipc"
@@ -75,6 +77,7 @@ class Runner:
         python = os.environ.get("BACKENDAI_PYTHON") or sys.executable or "python3"
         self.interpreter = Interpreter(python, runner_script, workdir, self.env)
         self.files = FileOps(workdir)
+        self.services = Services(workdir, self.env)
         self.run: tuple[str, Job] | None = None
         self._lock = threading.Lock()
 
@@ -195,6 +198,7 @@ class Runner:
             "ping": self.op_ping,
             "pty": self.op_pty,
             "read-file": self.files.read,
+            "start-service": self.services.op_start,
             "status": self.op_status,
             "write-file": self.files.write,
         }
@@ -306,6 +310,7 @@ class Runner:
             run[1].queue.push({"op": "console", "items": [["stderr", note]]})
             run[1].kill()
         self.interpreter.shutdown()
+        self.services.shutdown()
         deadline = time.monotonic() + SHUTDOWN_GRACE
         while self.run is not None and time.monotonic() < deadline:
             time.sleep(0.02)

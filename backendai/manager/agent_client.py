@@ -83,6 +83,21 @@ class AgentClient:
         )
         return result
 
+    async def start_service(
+        self, addr: str, kernel_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Start an app in the kernel; the agent answers once it accepts connections."""
+        wait = float(body.get("timeout", 120)) + 30.0
+        result: dict[str, Any] = await self._call(
+            "POST", addr, f"/v1/kernels/{kernel_id}/services", json=body, timeout=wait
+        )
+        return result
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The client itself (it carries the cluster secret): app proxies share it."""
+        return self._client
+
     async def interrupt(self, addr: str, kernel_id: str) -> None:
         await self._call("POST", addr, f"/v1/kernels/{kernel_id}/interrupt")
 

@@ -6,6 +6,7 @@ Routes live in ``session_api`` and ``events_api``; this module wires them to a
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import time
@@ -165,6 +166,8 @@ def _where() -> str:
 
 def create_app(ctx: ManagerContext) -> QuartTrio:
     from .agents_api import add_agent_routes
+    from .app_tunnels import add_tunnel_routes
+    from .apps_api import add_app_routes
     from .auth_api import add_auth_routes
     from .events_api import add_event_routes
     from .exec_api import add_exec_routes
@@ -228,9 +231,16 @@ def create_app(ctx: ManagerContext) -> QuartTrio:
                 f"{keypair.domain!r}, the only domain admin {keypair.access_key} manages"
             )
 
+    proxy_secret = f"Bearer {ctx.config.cluster.secret.reveal()}".encode()
+
     @app.before_request
     async def authenticate() -> None:
         if request.path in PUBLIC_PATHS or request.method == "OPTIONS":
+            return
+        if request.path.startswith("/appproxy/"):  # app proxies hold the cluster secret
+            given = request.headers.get("Authorization", "").encode()
+            if not ctx.config.cluster.secret or not hmac.compare_digest(given, proxy_secret):
+                raise AuthenticationFailed("app proxy calls need the cluster secret")
             return
         await authenticate_as(request.method, request.scope, dict(request.headers), request.args)
 
@@ -296,4 +306,6 @@ def create_app(ctx: ManagerContext) -> QuartTrio:
     add_auth_routes(app, ctx)
     add_gql_routes(app, ctx)
     add_folder_routes(app, ctx)
+    add_app_routes(app, ctx)
+    add_tunnel_routes(app, ctx)
     return app

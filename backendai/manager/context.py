@@ -54,6 +54,8 @@ class ManagerContext:
     schedule: Wakeup = field(default_factory=Wakeup)
     launch: Wakeup = field(default_factory=Wakeup)
     terminate: Wakeup = field(default_factory=Wakeup)
+    # Set when a session leaves RUNNING: its app routes are to be removed.
+    routes: Wakeup = field(default_factory=Wakeup)
     # session id -> event set when its status may have changed (POST /session waiters).
     waiters: dict[str, trio.Event] = field(default_factory=dict)
 
@@ -71,6 +73,8 @@ async def publish_changes(ctx: ManagerContext, changes: Iterable[StatusChange | 
         ctx.session_changed(ch.session_id)
         if ch.new == "TERMINATING":
             ctx.terminate.set()
+        if ch.old == "RUNNING":
+            ctx.routes.set()
         if ch.new in {"TERMINATED", "CANCELLED", "ERROR"}:
             ctx.schedule.set()  # freed resources may let a pending session start
         log.info(

@@ -1,24 +1,31 @@
-"""HTTP/1.1 request-head parsing, only as far as routing needs.  Pure: bytes in, facts out."""
+"""HTTP/1.1 message heads, parsed only as far as routing, framing and auth need.  Pure."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
-__all__ = ["HeadError", "RequestHead", "find_head_end", "parse_head"]
+__all__ = [
+    "HeadError",
+    "RequestHead",
+    "ResponseHead",
+    "find_head_end",
+    "parse_head",
+    "parse_response_head",
+]
 
 
 class HeadError(ValueError):
-    """The request head is malformed; ``status`` is the HTTP status to answer."""
+    """The head is malformed; ``status`` is the HTTP status to answer."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
 
 
-@dataclass(frozen=True)
-class RequestHead:
-    method: str
-    target: str
+class _Message:
+    """What request and response heads share: headers, and whether the connection stays open."""
+
     version: str
     headers: tuple[tuple[str, str], ...]
 
@@ -26,13 +33,53 @@ class RequestHead:
         lname = name.lower()
         return next((v for k, v in self.headers if k.lower() == lname), None)
 
-    @property
+    def tokens(self, name: str) -> set[str]:
+        """The comma-separated tokens of every *name* header, lower-cased."""
+        lname = name.lower()
+        return {
+            t.strip().lower()
+            for k, v in self.headers
+            if k.lower() == lname
+            for t in v.split(",")
+            if t.strip()
+        }
+
+    @cached_property
+    def keep_alive(self) -> bool:
+        conn = self.tokens("connection")
+        if self.version == "HTTP/1.0":
+            return "keep-alive" in conn
+        return "close" not in conn
+
+
+@dataclass(frozen=True)
+class RequestHead(_Message):
+    method: str
+    target: str
+    version: str
+    headers: tuple[tuple[str, str], ...]
+
+    @cached_property
     def host(self) -> str:
         """The Host header without the port, lower-cased ('' when absent)."""
         raw = (self.header("host") or "").strip().lower()
         if raw.startswith("["):
             return raw[: raw.find("]") + 1]
         return raw.rsplit(":", 1)[0] if ":" in raw else raw
+
+    @cached_property
+    def is_upgrade(self) -> bool:
+        """A protocol switch (websocket) or a tunnel: after it, bytes flow raw both ways."""
+        return self.method == "CONNECT" or (
+            "upgrade" in self.tokens("connection") and self.header("upgrade") is not None
+        )
+
+
+@dataclass(frozen=True)
+class ResponseHead(_Message):
+    version: str
+    status: int
+    headers: tuple[tuple[str, str], ...]
 
 
 def find_head_end(buf: bytes | bytearray) -> int:
@@ -41,23 +88,38 @@ def find_head_end(buf: bytes | bytearray) -> int:
     return -1 if i < 0 else i + 4
 
 
-def parse_head(raw: bytes) -> RequestHead:
-    try:
-        text = raw.decode("latin-1")
-    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes everything
-        raise HeadError(400, "request head is not text") from None
-    lines = text.split("\r\n")
-    parts = lines[0].split(" ")
-    if len(parts) != 3 or not parts[0].isalpha() or not parts[2].startswith("HTTP/1."):
-        raise HeadError(400, f"malformed request line {lines[0][:100]!r}")
+def _header_lines(lines: list[str]) -> tuple[tuple[str, str], ...]:
     headers = []
-    for line in lines[1:]:
+    for line in lines:
         if not line:
             continue
         name, sep, value = line.partition(":")
         if not sep or not name or name != name.strip():
             raise HeadError(400, f"malformed header line {line[:100]!r}")
         headers.append((name, value.strip()))
+    return tuple(headers)
+
+
+def parse_head(raw: bytes) -> RequestHead:
+    lines = raw.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[0].isalpha() or not parts[2].startswith("HTTP/1."):
+        raise HeadError(400, f"malformed request line {lines[0][:100]!r}")
+    headers = _header_lines(lines[1:])
     if sum(1 for k, _ in headers if k.lower() == "host") > 1:
         raise HeadError(400, "more than one Host header")
-    return RequestHead(parts[0], parts[1], parts[2], tuple(headers))
+    return RequestHead(parts[0], parts[1], parts[2], headers)
+
+
+def parse_response_head(raw: bytes) -> ResponseHead:
+    """Parse an app's response head; a malformed one is the app's fault (502)."""
+    lines = raw.decode("latin-1").split("\r\n")
+    version, _, rest = lines[0].partition(" ")
+    code = rest[:3]
+    if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+        raise HeadError(502, f"the app sent a malformed status line {lines[0][:100]!r}")
+    try:
+        headers = _header_lines(lines[1:])
+    except HeadError as e:
+        raise HeadError(502, f"the app sent a {e}") from None
+    return ResponseHead(version, int(code), headers)

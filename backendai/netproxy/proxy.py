@@ -1,156 +1,248 @@
-"""The app proxy's raw-socket core: read a request head, route by Host, splice bytes.
+"""The app proxy's raw-socket core: read each request head, route it, splice its bytes.
 
-After routing, bytes flow both ways untouched (keep-alive and websocket
-upgrades pass through), and a half-close in one direction is forwarded
-without cutting the other.  Unknown routes get a clear 404 page; an app that
-does not answer gets a 502 page; slow or oversized heads get 408/431.
+Per request on a kept-alive connection: the head is parsed (only as far as
+routing, framing and auth need), routed, and forwarded with its body; the
+response head is read for its framing and the body passed on untouched.  A
+websocket upgrade (or CONNECT) turns the connection into a raw splice both
+ways, where a half-close in one direction is forwarded without cutting the
+other.  Unknown routes get a clear 404 page; an app that does not answer gets
+a 502 page (504 when connecting times out); slow or oversized heads get
+408/431; an app over its connection limit gets 503.
 """
 
 from __future__ import annotations
 
 import contextlib
-import html
 import logging
-from dataclasses import dataclass, field
 
 import trio
 
-from .head import HeadError, find_head_end, parse_head
+from .framing import NO_BODY, Framing, request_framing, response_framing
+from .head import HeadError, RequestHead, find_head_end, parse_head, parse_response_head
+from .pages import page
+from .routes import Gate, ProxySettings, Route, Router
+from .upstreams import (
+    ConnectionLimiter,
+    Refused,
+    Upstream,
+    close_upstream,
+    connect,
+    open_upstream,
+)
+from .wire import Side, splice
 
-__all__ = ["Route", "RouteTable", "handle_connection", "splice"]
+__all__ = ["client_ip", "handle_connection", "handle_tcp"]
 
 log = logging.getLogger(__name__)
-_CHUNK = 65536
+_MAX_RESPONSE_HEAD = 65536
 
 
-@dataclass(frozen=True)
-class Route:
-    host: str
-    port: int
+def client_ip(stream: trio.abc.Stream) -> str:
+    while isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
+    if isinstance(stream, trio.SocketStream):
+        peer = stream.socket.getpeername()
+        if isinstance(peer, tuple):
+            return str(peer[0])
+    return ""
 
 
-@dataclass
-class RouteTable:
-    """Host name -> where its app listens."""
+async def _next_head(c: Side, s: ProxySettings, first: bool) -> bytes | None:
+    """The next request head; None when the client ends (or idles out) between requests.
 
-    by_host: dict[str, Route] = field(default_factory=dict)
-
-    def lookup(self, host: str) -> Route | None:
-        return self.by_host.get(host)
-
-
-def _page(status: int, reason: str, text: str) -> bytes:
-    body = f"<!doctype html><title>{status} {reason}</title><h1>{status} {reason}</h1><p>{html.escape(text, quote=False)}</p>\n".encode()
-    return (
-        f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/html; charset=utf-8\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-    ).encode() + body
-
-
-async def _answer(client: trio.SocketStream, page: bytes) -> None:
-    """Send an error page; a client that has gone meanwhile is not an error of ours."""
-    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-        await client.send_all(page)
-
-
-async def _pump(src: trio.SocketStream, dst: trio.SocketStream) -> None:
-    while True:
-        data = await src.receive_some(_CHUNK)
-        if not data:
-            with contextlib.suppress(trio.BrokenResourceError):
-                await dst.send_eof()
-            return
-        await dst.send_all(data)
-
-
-async def splice(a: trio.SocketStream, b: trio.SocketStream) -> None:
-    """Copy bytes both ways until both directions have ended."""
+    The first head must be complete within ``header_timeout`` of the connection; a
+    later one within ``header_timeout`` of its first byte, which may come after up to
+    ``keepalive_timeout`` of idleness.
+    """
+    deadline = trio.current_time() + s.header_timeout
+    if not c.buf:
+        with trio.move_on_at(
+            deadline if first else deadline - s.header_timeout + s.keepalive_timeout
+        ):
+            if not await c.fill():
+                return None
+        if not c.buf:
+            if first:
+                raise Refused(_too_slow(s))
+            return None  # idle past the keep-alive timeout
+        if not first:
+            deadline = trio.current_time() + s.header_timeout
+    end = find_head_end(c.buf)
+    if 0 <= end <= s.max_header_bytes:  # the whole head is here already (the common case)
+        raw = bytes(c.buf[:end])
+        del c.buf[:end]
+        return raw
     try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_pump, a, b)
-            nursery.start_soon(_pump, b, a)
-    except* (trio.BrokenResourceError, trio.ClosedResourceError):
-        pass
+        with trio.fail_at(deadline):
+            return await c.read_head(s.max_header_bytes)
+    except trio.TooSlowError:
+        raise Refused(_too_slow(s)) from None
+
+
+def _too_slow(s: ProxySettings) -> bytes:
+    return page(408, f"the request head did not arrive within {s.header_timeout:g} s")
+
+
+_HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection"})
+
+
+def _forwarded(raw: bytes, head: RequestHead, ip: str, scheme: str) -> bytes:
+    """The head as the app gets it: X-Forwarded-* added; for a plain request, the client's
+    hop-by-hop headers dropped, so that the app connection stays open for the next client."""
+    extra = f"X-Forwarded-For: {ip}\r\nX-Forwarded-Proto: {scheme}\r\n\r\n".encode()
+    if head.is_upgrade or not any(k.lower() in _HOP_BY_HOP for k, _ in head.headers):
+        return raw[:-2] + extra
+    lines = raw.split(b"\r\n")
+    kept = [lines[0]] + [
+        line
+        for line in lines[1:-2]
+        if line.split(b":", 1)[0].strip().lower().decode("latin-1") not in _HOP_BY_HOP
+    ]
+    return b"\r\n".join(kept) + b"\r\n" + extra
 
 
 async def handle_connection(
-    client: trio.SocketStream,
-    table: RouteTable,
+    client: trio.abc.Stream,
+    router: Router,
+    settings: ProxySettings,
     *,
-    max_header_bytes: int,
-    header_timeout: float,
-    connect_timeout: float = 5.0,
+    limiter: ConnectionLimiter | None = None,
+    gate: Gate | None = None,
 ) -> None:
+    """Serve one client connection until it ends; never raises for what a client or app does."""
+    limiter = (
+        limiter if limiter is not None else ConnectionLimiter(settings.max_connections_per_route)
+    )
+    ip = client_ip(client)
+    c = Side(client)
+    up: Upstream | None = None
     async with client:
-        buf = bytearray()
-        too_large = _page(
-            431,
-            "Request Header Fields Too Large",
-            f"the request head exceeds {max_header_bytes} bytes",
-        )
         try:
-            with trio.fail_after(header_timeout):
-                while (end := find_head_end(buf)) < 0:
-                    if len(buf) > max_header_bytes:
-                        await _answer(client, too_large)
-                        return
-                    data = await client.receive_some(_CHUNK)
-                    if not data:
-                        return
-                    buf += data
-            if end > max_header_bytes:  # the whole head came within one read
-                await _answer(client, too_large)
-                return
-            head = parse_head(bytes(buf[:end]))
-        except trio.TooSlowError:
-            await _answer(
-                client,
-                _page(
-                    408,
-                    "Request Timeout",
-                    f"the request head did not arrive within {header_timeout:g} s",
-                ),
-            )
-            return
-        except HeadError as e:
-            await _answer(client, _page(e.status, "Bad Request", str(e)))
-            return
-        except trio.BrokenResourceError:
-            return
-        route = table.lookup(head.host)
-        if route is None:
-            await _answer(
-                client, _page(404, "Not Found", f"no app is served at host {head.host!r}")
-            )
-            return
+            first = True
+            while (raw := await _next_head(c, settings, first)) is not None:
+                first = False
+                head = parse_head(raw)
+                framing = request_framing(head)
+                route = router.route_for(head)
+                if route is None:
+                    raise Refused(page(404, router.unknown(head)))
+                if gate is not None and (answer := gate(head, route, ip)) is not None:
+                    raise Refused(answer)
+                what = repr(route.name or head.host)
+                if up is not None and up.route != route:
+                    await close_upstream(up, limiter)
+                    up = None
+                if up is None:
+                    up = await open_upstream(route, what, settings, limiter)
+                out = _forwarded(raw, head, ip, settings.scheme)
+                if head.is_upgrade:
+                    await up.side.stream.send_all(out)
+                    await splice(c, up.side)
+                    return
+                keep = await _exchange(c, up, head, framing, out, what)
+                if keep is None:  # a kept-alive app connection had closed: once more, fresh
+                    await close_upstream(up, limiter)
+                    up = Upstream(route, await connect(route, what, settings, limiter))
+                    up.used = False
+                    keep = await _exchange(c, up, head, framing, out, what)
+                if not keep:
+                    return
+        except* Refused as group:
+            refused = group.exceptions[0]
+            assert isinstance(refused, Refused)
+            await _answer(client, refused.answer)
+        except* HeadError as group:
+            e = group.exceptions[0]
+            assert isinstance(e, HeadError)
+            await _answer(client, page(e.status, str(e)))
+        except* (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            await close_upstream(up, limiter)
+
+
+async def _answer(client: trio.abc.Stream, answer: bytes) -> None:
+    """Send a page of ours; a client that has gone meanwhile is not an error of ours."""
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        await client.send_all(answer)
+
+
+async def _exchange(
+    c: Side, up: Upstream, head: RequestHead, framing: Framing, out: bytes, what: str
+) -> bool | None:
+    """Forward one request and its response; whether the connection may carry another.
+
+    None: the app connection (reused from a previous request) closed before
+    answering a request without body, which the caller may send again.
+    """
+    reused, up.used = up.used, True
+    up.reusable = False
+    if framing.kind == "length" and len(c.buf) >= framing.length:
+        # The whole request is here (the common case): one send, no task to stream a body.
+        body = bytes(c.buf[: framing.length])
+        del c.buf[: framing.length]
+        await up.side.stream.send_all(out + body)
+        return await _relay_response(c, up, head, what, reused and framing == NO_BODY, None)
+    sent = False
+
+    async def send_request() -> None:
+        nonlocal sent
+        sent = await c.forward(up.side.stream, framing, out, 400)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(send_request)
+        keep = await _relay_response(c, up, head, what, False, nursery.cancel_scope)
+        if not sent:
+            nursery.cancel_scope.cancel()  # answered before the body was in: stop here
+            up.reusable = False
+            return False
+    return keep
+
+
+async def _relay_response(
+    c: Side,
+    up: Upstream,
+    head: RequestHead,
+    what: str,
+    may_retry: bool,
+    sending: trio.CancelScope | None,
+) -> bool | None:
+    while True:
+        raw = await up.side.read_head(_MAX_RESPONSE_HEAD)
+        if raw is None:
+            if sending is not None:
+                sending.cancel()
+            if may_retry:
+                return None
+            raise Refused(page(502, f"the app {what} closed the connection without answering"))
+        response = parse_response_head(raw)
+        if response.status == 101:
+            await c.stream.send_all(raw)
+            await splice(c, up.side)
+            return False
+        if response.status >= 200:
+            break
+        await c.stream.send_all(raw)  # 100 Continue and friends
+    rframing = response_framing(head.method, response)
+    complete = await up.side.forward(c.stream, rframing, raw, 502)
+    up.reusable = complete and rframing.kind != "close" and response.keep_alive and not up.side.buf
+    return up.reusable and head.keep_alive
+
+
+async def handle_tcp(
+    client: trio.abc.Stream,
+    route: Route,
+    settings: ProxySettings,
+    *,
+    limiter: ConnectionLimiter,
+) -> None:
+    """Port mode for a TCP (non-HTTP) app: connect and splice, nothing parsed."""
+    async with client:
         try:
-            with trio.fail_after(connect_timeout):
-                upstream = await trio.open_tcp_stream(route.host, route.port)
-        except trio.TooSlowError:
-            log.info(
-                "app at %s:%d for %s did not accept within %g s",
-                route.host,
-                route.port,
-                head.host,
-                connect_timeout,
-            )
-            await _answer(
-                client,
-                _page(504, "Gateway Timeout", f"the app for {head.host!r} did not answer in time"),
-            )
-            return
-        except OSError as e:
-            log.info(
-                "app at %s:%d for %s is not answering: %s", route.host, route.port, head.host, e
-            )
-            await _answer(
-                client, _page(502, "Bad Gateway", f"the app for {head.host!r} is not answering")
-            )
-            return
-        async with upstream:
-            try:
-                await upstream.send_all(bytes(buf))
-            except trio.BrokenResourceError:
-                log.info("app at %s:%d for %s closed at once", route.host, route.port, head.host)
-                return
-            await splice(client, upstream)
+            up = Upstream(route, await connect(route, repr(route.name), settings, limiter))
+        except Refused:
+            return  # nothing to say in a protocol we do not speak
+        try:
+            await splice(Side(client), up.side)
+        finally:
+            await close_upstream(up, limiter)

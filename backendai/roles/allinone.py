@@ -51,6 +51,9 @@ async def serve(
         m = await nursery.start(
             lambda task_status: manager.serve(config, bus=bus, task_status=task_status)
         )
+        if not config.appproxy.manager_url:  # the proxy rebuilds its routes from this manager
+            proxy_cfg = dataclasses.replace(config.appproxy, manager_url=m.endpoint)
+            config = dataclasses.replace(config, appproxy=proxy_cfg)
         p = await nursery.start(appproxy.serve, config)
         a = await nursery.start(
             lambda task_status: agent.serve(config, bus=bus, task_status=task_status)

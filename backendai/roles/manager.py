@@ -20,6 +20,7 @@ from ..httpserver import serve_http
 from ..manager.agent_client import open_agent_client
 from ..manager.agent_monitor import serve_agent_monitor
 from ..manager.api import create_app
+from ..manager.app_proxies import serve_route_reaper
 from ..manager.bootstrap import Credentials, ensure_bootstrap, write_credentials
 from ..manager.context import ManagerContext
 from ..manager.launcher import serve_launcher
@@ -89,6 +90,7 @@ async def serve(
             await nursery.start(serve_launcher, ctx)
             await nursery.start(serve_terminator, ctx)
             await nursery.start(serve_policy_reaper, ctx)
+            await nursery.start(serve_route_reaper, ctx)
             port = await nursery.start(serve_http, create_app(ctx), cfg.host, cfg.port, "manager")
             host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
             endpoint = f"http://{host}:{port}"
