@@ -47,7 +47,7 @@ def _files(raw: Any) -> list[tuple[str, tuple[str, bytes | str]]] | None:
 
 
 def _registered() -> set[tuple[str, str]]:
-    app = create_app(SimpleNamespace(config=load_config(None, env={})))  # type: ignore[arg-type]
+    app = create_app(SimpleNamespace(config=load_config(None, env={}), storage=None))  # type: ignore[arg-type]
     found = set()
     for rule in app.url_map.iter_rules():
         path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)

@@ -289,10 +289,11 @@ def add_folder_routes(app: QuartTrio, ctx: ManagerContext) -> None:
         ),
     }
 
-    @app.route(
-        '/folders/<ref>/<any("rename-file", "move-file", "delete-files"):op>', methods=["POST"]
-    )
-    @app.route('/folders/<ref>/<any("delete-files"):op>', methods=["DELETE"])
+    # One explicit path per operation, so each is in the OpenAPI document.
+    @app.route("/folders/<ref>/rename-file", methods=["POST"], defaults={"op": "rename-file"})
+    @app.route("/folders/<ref>/move-file", methods=["POST"], defaults={"op": "move-file"})
+    @app.route("/folders/<ref>/delete-files", methods=["POST"], defaults={"op": "delete-files"})
+    @app.route("/folders/<ref>/delete-files", methods=["DELETE"], defaults={"op": "delete-files"})
     async def vf_write(ref: str, op: str) -> Response:
         what, fields = writes[op]
         _, _, a = await resolve(ref)

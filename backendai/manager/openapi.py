@@ -66,6 +66,9 @@ _EXEC_BODY = _obj(
     code=_STR,
     options=_OBJ,
 )
+_STRS = {"type": "array", "items": _STR}
+_PERM = {"type": "string", "enum": ["ro", "rw", "wd"]}
+_DELETE_FILES = _obj(files=_STRS, recursive=_BOOL)
 _GROUP_BODY = _obj(
     name=_STR,
     description=_STR,
@@ -168,6 +171,114 @@ ROUTES: tuple[Route, ...] = (
     Route("DELETE", "/admin/images", "Forget an image", (("name", _STR), ("architecture", _STR))),
     Route("POST", "/admin/images/alias", "Alias an image", body=_obj(alias=_STR, target=_STR)),
     Route("DELETE", "/admin/images/alias/{alias}", "Remove an alias"),
+    # Virtual folders (the bytes go through the storage proxy, with the tokens these hand out).
+    Route(
+        "POST",
+        "/folders",
+        "Create a folder (a project folder with 'group')",
+        body=_obj(
+            name=_STR,
+            host=_STR,
+            usage_mode=_STR,
+            permission=_PERM,
+            group=_STR,
+            quota=_STR,
+            cloneable=_BOOL,
+        ),
+    ),
+    Route("GET", "/folders", "Folders the caller may see", (("all", _STR),)),
+    Route("DELETE", "/folders", "Delete a folder by id", body=_obj(id=_STR)),
+    Route("GET", "/folders/_/hosts", "Storage volumes the caller may use"),
+    Route("GET", "/folders/{ref}", "One folder"),
+    Route("DELETE", "/folders/{ref}", "Delete a folder"),
+    Route("POST", "/folders/{ref}/rename", "Rename a folder", body=_obj(new_name=_STR)),
+    Route("GET", "/folders/{ref}/files", "List a directory of a folder", (("path", _STR),)),
+    Route(
+        "POST",
+        "/folders/{ref}/mkdir",
+        "Make directories",
+        body=_obj(path=_STR, parents=_BOOL, exist_ok=_BOOL),
+    ),
+    Route(
+        "POST",
+        "/folders/{ref}/request-upload",
+        "A token for a resumable (tus) upload to the storage proxy",
+        body=_obj(path=_STR, size=_INT),
+    ),
+    Route(
+        "POST",
+        "/folders/{ref}/request-download",
+        "A token for a download (a directory as a zip with 'archive')",
+        body=_obj(path=_STR, archive=_BOOL),
+    ),
+    Route(
+        "POST",
+        "/folders/{ref}/rename-file",
+        "Rename a file",
+        body=_obj(target_path=_STR, new_name=_STR),
+    ),
+    Route("POST", "/folders/{ref}/move-file", "Move a file", body=_obj(src=_STR, dst=_STR)),
+    Route("POST", "/folders/{ref}/delete-files", "Delete files", body=_DELETE_FILES),
+    Route("DELETE", "/folders/{ref}/delete-files", "Delete files", body=_DELETE_FILES),
+    Route(
+        "POST",
+        "/folders/{ref}/clone",
+        "Clone a folder",
+        body=_obj(
+            target_name=_STR,
+            target_host=_STR,
+            usage_mode=_STR,
+            permission=_PERM,
+            cloneable=_BOOL,
+        ),
+    ),
+    Route(
+        "POST",
+        "/folders/{ref}/invite",
+        "Invite users to a folder",
+        body=_obj(perm=_PERM, emails=_STRS, user_ids=_STRS),
+    ),
+    Route("GET", "/folders/invitations/list", "Invitations waiting for the caller"),
+    Route("POST", "/folders/invitations/accept", "Accept an invitation", body=_obj(inv_id=_STR)),
+    Route("DELETE", "/folders/invitations/delete", "Decline an invitation", body=_obj(inv_id=_STR)),
+    Route(
+        "POST",
+        "/folders/{ref}/share",
+        "Share a folder with users",
+        body=_obj(permission=_PERM, emails=_STRS),
+    ),
+    Route("DELETE", "/folders/{ref}/unshare", "Stop sharing a folder", body=_obj(emails=_STRS)),
+    Route("GET", "/folders/_/quota", "A folder's quota and usage", (("id", _STR),)),
+    Route(
+        "POST",
+        "/folders/_/quota",
+        "Set a folder's quota",
+        body=_obj(id=_STR, input=_obj(size_bytes=_INT)),
+    ),
+    # Apps in sessions and the app proxies.
+    Route(
+        "POST",
+        "/session/{ref}/start-service",
+        "Start an app in the session and route it through an app proxy",
+        (_OWNER,),
+        _obj(app=_STR, port=_INT, allowed_client_ips=_STRS),
+    ),
+    Route("GET", "/stream/session/{ref}/apps", "The session's apps", (_OWNER,)),
+    Route(
+        "GET", "/stream/session/{ref}/tcpproxy", "TCP tunnel to an app (websocket)", streaming=True
+    ),
+    Route(
+        "GET",
+        "/stream/session/{ref}/httpproxy",
+        "HTTP tunnel to an app (websocket)",
+        streaming=True,
+    ),
+    Route(
+        "POST",
+        "/appproxy/announce",
+        "An app proxy announces itself (cluster secret, not a keypair)",
+        body=_obj(id=_STR, api_url=_STR, mode=_STR),
+    ),
 )
 
 _PROBLEM = {
