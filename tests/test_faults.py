@@ -184,8 +184,12 @@ async def test_agent_sigkill_lost_then_readopts(
             for sid in ids:
                 await api.destroy_session(sid)
             await _poll(30, "containers removed", lambda: not dep.containers())
-            statuses = dep.query("SELECT status FROM sessions")
-            assert {s for (s,) in statuses} == {"TERMINATED"}
+            # The container goes first; the session row follows when the agent's event is in.
+            await _poll(
+                30,
+                "sessions TERMINATED",
+                lambda: {s for (s,) in dep.query("SELECT status FROM sessions")} == {"TERMINATED"},
+            )
 
 
 async def test_manager_killed_mid_creation_leaves_nothing_stuck(
