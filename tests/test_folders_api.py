@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import time
 import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,11 +13,13 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 import trio
 
 from backendai.client.api import APIClient, APIResponseError
+from backendai.db.tables import user_resource_policies, users
 
-from .accounts_fixtures import add_account, add_domain
+from .accounts_fixtures import add_account, add_domain, in_db
 from .cluster import Cluster, add_user, cluster_config, open_cluster
 
 TUS = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream"}
@@ -199,3 +202,40 @@ async def test_project_folders_belong_to_the_project_members(cluster: Cluster) -
             await admin.request("POST", "/folders", json={"name": "x1", "group": "no-such"})
         assert e.value.status == 403
         assert "'no-such'" in e.value.msg
+
+
+async def test_the_owners_folder_policy_limits_count_and_quota(cluster: Cluster) -> None:
+    def small_policy(c: sa.Connection) -> None:
+        c.execute(
+            user_resource_policies.insert().values(
+                name="two-small",
+                max_vfolder_count=2,
+                max_quota_scope_size=3 << 20,
+                created_at=time.time(),
+            )
+        )
+
+    await in_db(cluster.config, small_policy)
+    erin = await add_account(cluster.config, "erin@example.com")
+    await in_db(
+        cluster.config,
+        lambda c: c.execute(
+            users.update().where(users.c.email == erin.email).values(resource_policy="two-small")
+        ),
+    )
+    async with APIClient(cluster.endpoint, erin.access_key, erin.secret_key) as api:
+        await _json(api, "POST", "/folders", {"name": "first", "quota": "1m"})
+        second = await _json(api, "POST", "/folders", {"name": "second"})
+        assert second["max_size"] == 2 << 20  # what the scope had left
+        with pytest.raises(APIResponseError) as e:
+            await api.request("POST", "/folders", json={"name": "third", "quota": "1k"})
+        assert e.value.status == 400
+        assert "'two-small' allows 2 (max_vfolder_count)" in e.value.msg
+        await api.request("DELETE", "/folders/first")
+        with pytest.raises(APIResponseError) as e:
+            await api.request("POST", "/folders", json={"name": "third", "quota": "2m"})
+        assert e.value.status == 413
+        assert "leaves: 1048576 of 3145728 bytes (max_quota_scope_size)" in e.value.msg
+        names = {f["name"] for f in await _json(api, "GET", "/folders")}
+        assert names == {"second"}
+        await _json(api, "POST", "/folders", {"name": "third", "quota": "1m"})

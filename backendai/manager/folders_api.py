@@ -131,7 +131,9 @@ def add_folder_routes(app: QuartTrio, ctx: ManagerContext) -> None:
         )
         try:
             await storage.call(
-                "POST", f"/v1/folders/{host}", json={"id": folder.id, "quota_bytes": quota}
+                "POST",
+                f"/v1/folders/{host}",
+                json={"id": folder.id, "quota_bytes": folder.quota_bytes},
             )
         except BaseException:
             await ctx.db.run(lambda c: repo.delete_folder_rows(c, folder.id))

@@ -23,14 +23,22 @@ import sqlalchemy as sa
 
 from ..db.tables import (
     keypairs,
+    project_resource_policies,
     projects,
     user_projects,
+    user_resource_policies,
     users,
     vfolder_invitations,
     vfolder_permissions,
     vfolders,
 )
-from ..errors import Conflict, InvalidAPIParameters, PermissionDenied, VFolderNotFound
+from ..errors import (
+    Conflict,
+    InvalidAPIParameters,
+    PermissionDenied,
+    QuotaExceeded,
+    VFolderNotFound,
+)
 from .api import Caller
 
 __all__ = [
@@ -226,12 +234,19 @@ def insert_folder(
     cloneable: bool,
     quota_bytes: int | None,
 ) -> Folder:
-    """A new folder row; Conflict when the owner (user or project) already has the name."""
+    """A new folder row; Conflict when the owner (user or project) already has the name.
+
+    The owner's folder policy (user or project resource policy) holds: at most
+    ``max_vfolder_count`` folders, and quotas summing to at most
+    ``max_quota_scope_size``; under such a limit a folder without a quota of its
+    own gets what is left of the scope.  Checked in the inserting transaction.
+    """
     owner = vfolders.c.project == project if project else vfolders.c.user_id == user_id
+    whose = f"project {project!r}" if project else f"user {user_id!r}"
     clash = c.execute(sa.select(vfolders.c.id).where(owner, vfolders.c.name == name)).first()
     if clash is not None:
-        whose = f"project {project!r}" if project else user_id
         raise Conflict(f"a virtual folder named {name!r} already exists for {whose}")
+    quota_bytes = _within_policy(c, owner, whose, _folder_policy(c, user_id, project), quota_bytes)
     values = {
         "id": str(uuid.uuid4()),
         "name": name,
@@ -248,6 +263,52 @@ def insert_folder(
     }
     c.execute(vfolders.insert().values(**values))
     return Folder(**values)  # type: ignore[arg-type]
+
+
+def _folder_policy(c: sa.Connection, user_id: str, project: str | None) -> Any:
+    """The folder limits that apply to the new folder's owner (None: no policy row)."""
+    if project:
+        found = _project(c, project, user_id)
+        if found is None:
+            return None
+        q = sa.select(project_resource_policies).join(
+            projects, projects.c.resource_policy == project_resource_policies.c.name
+        )
+        return c.execute(q.where(projects.c.id == found[0])).first()
+    q = sa.select(user_resource_policies).join(
+        users, users.c.resource_policy == user_resource_policies.c.name
+    )
+    return c.execute(q.where(users.c.email == user_id)).first()
+
+
+def _within_policy(
+    c: sa.Connection, owner: Any, whose: str, policy: Any, quota_bytes: int | None
+) -> int | None:
+    if policy is None:
+        return quota_bytes
+    limit = policy.max_vfolder_count
+    if limit is not None and limit > 0:
+        count = c.execute(sa.select(sa.func.count()).select_from(vfolders).where(owner)).scalar()
+        if int(count or 0) >= limit:
+            raise InvalidAPIParameters(
+                f"{whose} already has {count} virtual folders; its resource policy "
+                f"{policy.name!r} allows {limit} (max_vfolder_count)"
+            )
+    scope = policy.max_quota_scope_size
+    if scope is None or scope <= 0:
+        return quota_bytes
+    used = c.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(vfolders.c.quota_bytes), 0)).where(owner)
+    ).scalar()
+    left = scope - int(used or 0)
+    wanted = left if quota_bytes is None else quota_bytes
+    if wanted <= 0 or wanted > left:
+        raise QuotaExceeded(
+            f"a quota of {wanted} bytes for a new folder of {whose} exceeds what its resource "
+            f"policy {policy.name!r} leaves: {max(left, 0)} of {scope} bytes "
+            "(max_quota_scope_size)"
+        )
+    return wanted
 
 
 def delete_folder_rows(c: sa.Connection, folder_id: str) -> None:
