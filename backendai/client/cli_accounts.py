@@ -22,7 +22,7 @@ from typing import Any
 from .api import APIClient, APIResponseError
 from .cli_accounts_base import gql, mutated, show, table
 from .cli_policies import add_policy_commands
-from .cli_session import run_session_command
+from .cli_session import subcommand, subcommand_group
 
 __all__ = ["add_account_admin_commands"]
 
@@ -170,17 +170,12 @@ def add_account_admin_commands(admin: argparse._SubParsersAction[Any]) -> None:
     """Add ``domain``, ``project``, ``user``, ``keypair`` and ``policy`` to the ``admin`` group."""
 
     def group(name: str, help: str) -> argparse._SubParsersAction[Any]:
-        parser = admin.add_parser(name, help=help, description=help)
-        sub: argparse._SubParsersAction[Any] = parser.add_subparsers(
-            dest=f"admin_{name}_command", metavar="COMMAND", required=True
-        )
-        return sub
+        return subcommand_group(admin, name, help, dest_prefix="admin_")
 
     def command(
         sub: argparse._SubParsersAction[Any], name: str, handler: Any, help: str
     ) -> argparse.ArgumentParser:
-        parser: argparse.ArgumentParser = sub.add_parser(name, help=help, description=help)
-        parser.set_defaults(func=run_session_command, handler=handler)
+        parser = subcommand(sub, name, handler, help)
         parser.add_argument("--json", action="store_true", help="print the manager's answer")
         return parser
 

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .api import APIClient
-from .cli_session import run_session_command
+from .cli_session import subcommand, subcommand_group
 from .output import err, format_table, out
 
 __all__ = ["PASSWORD_ENV", "add_image_admin_commands"]
@@ -172,18 +172,9 @@ def add_image_admin_commands(admin: argparse._SubParsersAction[Any]) -> None:
     """Add ``registry`` and ``image`` under the ``admin`` subcommand group."""
 
     def group(name: str, help: str) -> argparse._SubParsersAction[Any]:
-        parser = admin.add_parser(name, help=help, description=help)
-        sub: argparse._SubParsersAction[Any] = parser.add_subparsers(
-            dest=f"admin_{name}_command", metavar="COMMAND", required=True
-        )
-        return sub
+        return subcommand_group(admin, name, help, dest_prefix="admin_")
 
-    def command(
-        sub: argparse._SubParsersAction[Any], name: str, handler: Handler, help: str
-    ) -> argparse.ArgumentParser:
-        parser: argparse.ArgumentParser = sub.add_parser(name, help=help, description=help)
-        parser.set_defaults(func=run_session_command, handler=handler)
-        return parser
+    command = subcommand
 
     registry = group("registry", "container registries the agents pull kernel images from")
     p = command(

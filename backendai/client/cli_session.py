@@ -184,6 +184,26 @@ def run_session_command(
         return EXIT_INTERRUPTED
 
 
+def subcommand_group(
+    parent: argparse._SubParsersAction[Any], name: str, help: str, *, dest_prefix: str = ""
+) -> argparse._SubParsersAction[Any]:
+    """A group ``name`` under *parent* whose subcommands are required."""
+    parser = parent.add_parser(name, help=help, description=help)
+    sub: argparse._SubParsersAction[Any] = parser.add_subparsers(
+        dest=f"{dest_prefix}{name}_command", metavar="COMMAND", required=True
+    )
+    return sub
+
+
+def subcommand(
+    sub: argparse._SubParsersAction[Any], name: str, handler: Any, help: str
+) -> argparse.ArgumentParser:
+    """A subcommand that runs *handler* with an API client (see run_session_command)."""
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help, description=help)
+    parser.set_defaults(func=run_session_command, handler=handler)
+    return parser
+
+
 def command_group(
     subparsers: argparse._SubParsersAction[Any], name: str, help: str
 ) -> tuple[argparse._SubParsersAction[Any], Callable[[str, Handler, str], argparse.ArgumentParser]]:
