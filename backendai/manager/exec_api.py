@@ -19,7 +19,7 @@ from ..db.tables import agents, kernels, sessions
 from ..errors import InvalidAPIParameters, RPCError
 from .api import Caller, json_body, json_response
 from .context import ManagerContext
-from .kernel_access import KernelTarget, api_error, main_kernel
+from .kernel_access import KernelTarget, api_error, main_kernel, session_target
 from .launcher import _agent_spec as agent_spec
 from .session_api import owner_scope
 from .session_ops import resolve_session
@@ -115,7 +115,7 @@ async def execute_step(
 
 async def _target(ctx: ManagerContext, ref: str) -> KernelTarget:
     caller: Caller = g.caller
-    return await main_kernel(ctx, await resolve_session(ctx, ref, owner_scope(caller)))
+    return await session_target(ctx, ref, owner_scope(caller))
 
 
 def add_exec_routes(app: QuartTrio, ctx: ManagerContext) -> None:

@@ -20,9 +20,8 @@ from quart_trio import QuartTrio
 from ..errors import InvalidAPIParameters, PayloadTooLarge, RPCError
 from .api import Caller, json_response
 from .context import ManagerContext
-from .kernel_access import KernelTarget, api_error, main_kernel
+from .kernel_access import KernelTarget, api_error, session_target
 from .session_api import owner_scope
-from .session_ops import resolve_session
 
 __all__ = ["add_file_routes", "check_relative_path"]
 
@@ -45,7 +44,7 @@ def check_relative_path(path: str) -> str:
 
 async def _target(ctx: ManagerContext, ref: str) -> KernelTarget:
     caller: Caller = g.caller
-    return await main_kernel(ctx, await resolve_session(ctx, ref, owner_scope(caller)))
+    return await session_target(ctx, ref, owner_scope(caller))
 
 
 async def _body_or_args() -> dict[str, Any]:

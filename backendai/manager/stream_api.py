@@ -23,9 +23,8 @@ from ..errors import APIError, InvalidAPIParameters, RPCError
 from .api import Caller
 from .context import ManagerContext
 from .exec_api import batch_options, execute_step
-from .kernel_access import KernelTarget, main_kernel
+from .kernel_access import KernelTarget, session_target
 from .session_api import owner_scope
-from .session_ops import resolve_session
 
 __all__ = ["MESSAGE_BYTES", "WS_FLUSH_SECONDS", "add_stream_routes", "split_result"]
 
@@ -90,7 +89,7 @@ def _first_message(raw: str | bytes) -> tuple[str, str, dict[str, Any]]:
 
 async def _target(ctx: ManagerContext, ref: str) -> KernelTarget:
     caller: Caller = g.caller
-    return await main_kernel(ctx, await resolve_session(ctx, ref, owner_scope(caller)))
+    return await session_target(ctx, ref, owner_scope(caller))
 
 
 def add_stream_routes(app: QuartTrio, ctx: ManagerContext) -> None:
