@@ -170,7 +170,7 @@ def main() -> None:
     args = ap.parse_args()
     for tool in ("curl", "nginx", "dd"):
         if shutil.which(tool) is None:
-            raise SystemExit(f"{tool} is needed (scripts/setup --dev installs nginx)")
+            raise SystemExit(f"bench/storage.py needs {tool!r} (apt-get install nginx curl)")
     size = args.size_mib * 1024 * 1024
     work = Path(tempfile.mkdtemp(prefix="bench-storage-", dir=args.dir or "/var/tmp"))
     volumes = work / "volumes"
