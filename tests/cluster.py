@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,10 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 import trio
 
-from backendai.client.api import APIClient
+from backendai.client.api import APIClient, APIResponseError
 from backendai.config import Config, load_config
 from backendai.roles.allinone import AllInfo
 from backendai.roles.allinone import serve as serve_all
@@ -135,3 +137,28 @@ async def add_user(c: Cluster, user_id: str, role: str = "user") -> APIClient:
 
     account = await add_account(c.config, user_id, role=role)
     return APIClient(c.endpoint, account.access_key, account.secret_key)
+
+
+def client_env(c: Cluster, home: Path) -> dict[str, str]:
+    """The environment a client CLI (ours or the official one) needs to reach *c* as its superadmin."""
+    creds = c.info.manager.credentials
+    return {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "BACKEND_ENDPOINT": c.endpoint,
+        "BACKEND_ACCESS_KEY": creds.access_key,
+        "BACKEND_SECRET_KEY": creds.secret_key,
+        "BACKEND_ENDPOINT_TYPE": "api",
+    }
+
+
+async def call(api: APIClient, method: str, path: str, **kw: Any) -> Any:
+    """The JSON answer of a request that must succeed."""
+    return (await api.request(method, path, **kw)).json()
+
+
+async def refused(api: APIClient, method: str, path: str, **kw: Any) -> APIResponseError:
+    """The error of a request that must fail."""
+    with pytest.raises(APIResponseError) as e:
+        await api.request(method, path, **kw)
+    return e.value

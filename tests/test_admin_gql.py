@@ -7,7 +7,6 @@ what the cluster's database holds.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import trio
 from backendai.client.api import APIClient
 from backendai.db.tables import keypairs
 from tests.accounts_fixtures import Account, add_account, add_domain, in_db
-from tests.cluster import Cluster, cluster_config, open_cluster
+from tests.cluster import Cluster, client_env, cluster_config, open_cluster
 
 IMAGE = "backendai/python:3.11"
 
@@ -31,15 +30,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
 
 
 async def _official(python: Path, cluster: Cluster, home: Path, *args: str) -> str:
-    creds = cluster.info.manager.credentials
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(home),
-        "BACKEND_ENDPOINT": cluster.endpoint,
-        "BACKEND_ACCESS_KEY": creds.access_key,
-        "BACKEND_SECRET_KEY": creds.secret_key,
-        "BACKEND_ENDPOINT_TYPE": "api",
-    }
+    env = client_env(cluster, home)
     with trio.fail_after(120):
         done = await trio.run_process(
             [str(python), str(python.parent / "backend.ai"), *args],

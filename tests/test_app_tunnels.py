@@ -4,7 +4,6 @@ library's HTTP file server."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -14,21 +13,9 @@ import trio
 from trio_websocket import open_websocket_url
 
 from .apps_helpers import LOCAL_IMAGE, cluster, get
-from .cluster import Cluster, wait_status
+from .cluster import Cluster, client_env, wait_status
 
 __all__ = ["cluster"]  # the fixture, imported
-
-
-def client_env(cluster: Cluster, home: Path) -> dict[str, str]:
-    creds = cluster.info.manager.credentials
-    return {
-        "PATH": os.environ["PATH"],
-        "HOME": str(home),
-        "BACKEND_ENDPOINT": cluster.endpoint,
-        "BACKEND_ACCESS_KEY": creds.access_key,
-        "BACKEND_SECRET_KEY": creds.secret_key,
-        "BACKEND_ENDPOINT_TYPE": "api",
-    }
 
 
 async def running_session(cluster: Cluster) -> str:

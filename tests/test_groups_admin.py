@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 import trio
 
-from backendai.client.api import APIClient, APIResponseError
+from backendai.client.api import APIClient
 from backendai.client.cli_admin import add_admin_commands
 from backendai.client.cli_admin_groups import apply_option
 from backendai.client.cli_session import add_session_commands
 
-from .cluster import Cluster, cluster_config, open_cluster, query, wait_status
+from .cluster import Cluster, call, cluster_config, open_cluster, query, refused, wait_status
 
 IMAGE = "backendai/python:3.11"
 
@@ -27,16 +27,6 @@ IMAGE = "backendai/python:3.11"
 async def cluster(tmp_path: Path):  # type: ignore[no-untyped-def]
     async with open_cluster(cluster_config(tmp_path)) as c:
         yield c
-
-
-async def call(api: APIClient, method: str, path: str, **kw: Any) -> Any:
-    return (await api.request(method, path, **kw)).json()
-
-
-async def refused(api: APIClient, method: str, path: str, **kw: Any) -> APIResponseError:
-    with pytest.raises(APIResponseError) as e:
-        await api.request(method, path, **kw)
-    return e.value
 
 
 def groups_table(cluster: Cluster) -> list[Any]:

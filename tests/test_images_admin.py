@@ -6,17 +6,16 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import trio
 
-from backendai.client.api import APIClient, APIResponseError
+from backendai.client.api import APIClient
 from backendai.client.cli_admin import add_admin_commands
 from backendai.hw.arch import host_architecture
 
-from .cluster import Cluster, cluster_config, open_cluster, query
+from .cluster import Cluster, call, cluster_config, open_cluster, query, refused
 from .registries import (
     open_auth_registry,
     require_open_registry,
@@ -34,16 +33,6 @@ OTHER_ARCH, OTHER_NORMAL = ("arm64", "aarch64") if HOST_ARCH == "x86_64" else ("
 async def cluster(tmp_path: Path):  # type: ignore[no-untyped-def]
     async with open_cluster(cluster_config(tmp_path)) as c:
         yield c
-
-
-async def call(api: APIClient, method: str, path: str, **kw: Any) -> Any:
-    return (await api.request(method, path, **kw)).json()
-
-
-async def refused(api: APIClient, method: str, path: str, **kw: Any) -> APIResponseError:
-    with pytest.raises(APIResponseError) as e:
-        await api.request(method, path, **kw)
-    return e.value
 
 
 async def test_register_rescan_list_alias_forget(cluster: Cluster) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from .cluster import Cluster, cluster_config, open_cluster
+from .cluster import Cluster, client_env, cluster_config, open_cluster
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -29,15 +29,7 @@ async def cluster(tmp_path: Path, kernel_image: str):  # type: ignore[no-untyped
 async def _official(
     official_python: Path, cluster: Cluster, *args: str, cwd: Path, stdin: bytes = b""
 ) -> trio.CompletedProcess[bytes]:
-    creds = cluster.info.manager.credentials
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(cwd),
-        "BACKEND_ENDPOINT": cluster.endpoint,
-        "BACKEND_ACCESS_KEY": creds.access_key,
-        "BACKEND_SECRET_KEY": creds.secret_key,
-        "BACKEND_ENDPOINT_TYPE": "api",
-    }
+    env = client_env(cluster, cwd)
     cli = official_python.parent / "backend.ai"
     with trio.fail_after(120):
         return await trio.run_process(

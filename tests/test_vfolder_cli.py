@@ -16,7 +16,7 @@ import httpx
 import pytest
 import trio
 
-from .cluster import Cluster, cluster_config, open_cluster
+from .cluster import Cluster, client_env, cluster_config, open_cluster
 
 pytestmark = pytest.mark.slow
 
@@ -27,23 +27,11 @@ async def cluster(tmp_path: Path):  # type: ignore[no-untyped-def]
         yield c
 
 
-def _env(cluster: Cluster, home: Path) -> dict[str, str]:
-    creds = cluster.info.manager.credentials
-    return {
-        "PATH": os.environ["PATH"],
-        "HOME": str(home),
-        "BACKEND_ENDPOINT": cluster.endpoint,
-        "BACKEND_ACCESS_KEY": creds.access_key,
-        "BACKEND_SECRET_KEY": creds.secret_key,
-        "BACKEND_ENDPOINT_TYPE": "api",
-    }
-
-
 async def _ours(cluster: Cluster, cwd: Path, *args: str) -> trio.CompletedProcess[bytes]:
     with trio.fail_after(120):
         return await trio.run_process(
             [sys.executable, "-m", "backendai.cli", "vfolder", *args],
-            env=_env(cluster, cwd),
+            env=client_env(cluster, cwd),
             cwd=cwd,
             capture_stdout=True,
             capture_stderr=True,
@@ -57,7 +45,7 @@ async def _official(
     with trio.fail_after(120):
         return await trio.run_process(
             [str(python), str(python.parent / "backend.ai"), "vfolder", *args],
-            env=_env(cluster, cwd),
+            env=client_env(cluster, cwd),
             cwd=cwd,
             capture_stdout=True,
             capture_stderr=True,
