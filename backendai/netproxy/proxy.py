@@ -136,7 +136,7 @@ async def handle_connection(
                     up = await open_upstream(route, what, settings, limiter)
                 out = _forwarded(raw, head, ip, settings.scheme)
                 if head.is_upgrade:
-                    await up.side.stream.send_all(out)
+                    await up.side.send_all(out)
                     await splice(c, up.side)
                     return
                 keep = await _exchange(c, up, head, framing, out, what)
@@ -181,13 +181,13 @@ async def _exchange(
         # The whole request is here (the common case): one send, no task to stream a body.
         body = bytes(c.buf[: framing.length])
         del c.buf[: framing.length]
-        await up.side.stream.send_all(out + body)
+        await up.side.send_all(out + body)
         return await _relay_response(c, up, head, what, reused and framing == NO_BODY, None)
     sent = False
 
     async def send_request() -> None:
         nonlocal sent
-        sent = await c.forward(up.side.stream, framing, out, 400)
+        sent = await c.forward(up.side, framing, out, 400)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(send_request)
@@ -217,14 +217,14 @@ async def _relay_response(
             raise Refused(page(502, f"the app {what} closed the connection without answering"))
         response = parse_response_head(raw)
         if response.status == 101:
-            await c.stream.send_all(raw)
+            await c.send_all(raw)
             await splice(c, up.side)
             return False
         if response.status >= 200:
             break
-        await c.stream.send_all(raw)  # 100 Continue and friends
+        await c.send_all(raw)  # 100 Continue and friends
     rframing = response_framing(head.method, response)
-    complete = await up.side.forward(c.stream, rframing, raw, 502)
+    complete = await up.side.forward(c, rframing, raw, 502)
     up.reusable = complete and rframing.kind != "close" and response.keep_alive and not up.side.buf
     return up.reusable and head.keep_alive
 
