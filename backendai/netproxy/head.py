@@ -29,13 +29,19 @@ class _Message:
     version: str
     headers: tuple[tuple[str, str], ...]
 
+    @cached_property
+    def names(self) -> dict[str, str]:
+        """Lower-cased header name -> the value of its first occurrence."""
+        return {k.lower(): v for k, v in reversed(self.headers)}
+
     def header(self, name: str) -> str | None:
-        lname = name.lower()
-        return next((v for k, v in self.headers if k.lower() == lname), None)
+        return self.names.get(name.lower())
 
     def tokens(self, name: str) -> set[str]:
         """The comma-separated tokens of every *name* header, lower-cased."""
         lname = name.lower()
+        if lname not in self.names:
+            return set()
         return {
             t.strip().lower()
             for k, v in self.headers
@@ -105,10 +111,11 @@ def parse_head(raw: bytes) -> RequestHead:
     parts = lines[0].split(" ")
     if len(parts) != 3 or not parts[0].isalpha() or not parts[2].startswith("HTTP/1."):
         raise HeadError(400, f"malformed request line {lines[0][:100]!r}")
-    headers = _header_lines(lines[1:])
-    if sum(1 for k, _ in headers if k.lower() == "host") > 1:
+    head = RequestHead(parts[0], parts[1], parts[2], _header_lines(lines[1:]))
+    repeated = len(head.names) < len(head.headers)  # some name occurs twice (rare)
+    if repeated and sum(1 for k, _ in head.headers if k.lower() == "host") > 1:
         raise HeadError(400, "more than one Host header")
-    return RequestHead(parts[0], parts[1], parts[2], headers)
+    return head
 
 
 def parse_response_head(raw: bytes) -> ResponseHead:

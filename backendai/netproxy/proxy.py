@@ -55,7 +55,7 @@ async def _next_head(c: Side, s: ProxySettings, first: bool) -> bytes | None:
     ``keepalive_timeout`` of idleness.
     """
     deadline = trio.current_time() + s.header_timeout
-    if not c.buf:
+    if not c.buf and not c.fill_now():
         with trio.move_on_at(
             deadline if first else deadline - s.header_timeout + s.keepalive_timeout
         ):
@@ -86,11 +86,16 @@ def _too_slow(s: ProxySettings) -> bytes:
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection"})
 
 
-def _forwarded(raw: bytes, head: RequestHead, ip: str, scheme: str) -> bytes:
-    """The head as the app gets it: X-Forwarded-* added; for a plain request, the client's
-    hop-by-hop headers dropped, so that the app connection stays open for the next client."""
-    extra = f"X-Forwarded-For: {ip}\r\nX-Forwarded-Proto: {scheme}\r\n\r\n".encode()
-    if head.is_upgrade or not any(k.lower() in _HOP_BY_HOP for k, _ in head.headers):
+def _forwarded_headers(ip: str, scheme: str) -> bytes:
+    """What ends every head forwarded for this client (made once per connection)."""
+    return f"X-Forwarded-For: {ip}\r\nX-Forwarded-Proto: {scheme}\r\n\r\n".encode()
+
+
+def _forwarded(raw: bytes, head: RequestHead, extra: bytes) -> bytes:
+    """The head as the app gets it: X-Forwarded-* (*extra*) added; for a plain request, the
+    client's hop-by-hop headers dropped, so that the app connection stays open for the next
+    client."""
+    if head.is_upgrade or _HOP_BY_HOP.isdisjoint(head.names):
         return raw[:-2] + extra
     lines = raw.split(b"\r\n")
     kept = [lines[0]] + [
@@ -114,6 +119,7 @@ async def handle_connection(
         limiter if limiter is not None else ConnectionLimiter(settings.max_connections_per_route)
     )
     ip = client_ip(client)
+    extra = _forwarded_headers(ip, settings.scheme)
     c = Side(client)
     up: Upstream | None = None
     async with client:
@@ -134,7 +140,7 @@ async def handle_connection(
                     up = None
                 if up is None:
                     up = await open_upstream(route, what, settings, limiter)
-                out = _forwarded(raw, head, ip, settings.scheme)
+                out = _forwarded(raw, head, extra)
                 if head.is_upgrade:
                     await up.side.send_all(out)
                     await splice(c, up.side)

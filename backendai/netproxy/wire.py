@@ -71,6 +71,25 @@ class Side:
                 raise _trio_error(e) from e
             await trio.lowlevel.wait_writable(sock)
 
+    def fill_now(self) -> bool:
+        """Read into the buffer what can be read without waiting; whether anything came.
+
+        False also at the end of the stream, or when it cannot tell (TLS): then ``fill``.
+        """
+        if self._sock is None or self.eof:
+            return False
+        try:
+            data = os.read(_fd(self._sock), CHUNK)
+        except BlockingIOError:
+            return False
+        except OSError as e:
+            raise _trio_error(e) from e
+        if not data:
+            self.eof = True
+            return False
+        self.buf += data
+        return True
+
     async def fill(self) -> bool:
         """Read more into the buffer; False at end of stream."""
         if self.eof:
