@@ -122,7 +122,7 @@ async def handle_connection(
     extra = _forwarded_headers(ip, settings.scheme)
     c = Side(client)
     up: Upstream | None = None
-    async with client:
+    async with c:
         try:
             first = True
             while (raw := await _next_head(c, settings, first)) is not None:

@@ -40,6 +40,16 @@ class Side:
         # The socket to read and write directly (None: TLS, or another kind of stream).
         self._sock = stream.socket if isinstance(stream, trio.SocketStream) else None
 
+    async def __aenter__(self) -> Side:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Close the stream (a plain socket at once, without a checkpoint)."""
+        if self._sock is not None:
+            self._sock.close()
+        else:
+            await self.stream.aclose()
+
     async def receive(self) -> bytes | bytearray:
         """Up to CHUNK bytes from the stream; b"" at its end."""
         sock = self._sock
