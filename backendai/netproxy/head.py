@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
 
 __all__ = [
     "HeadError",
@@ -24,15 +23,22 @@ class HeadError(ValueError):
 
 
 class _Message:
-    """What request and response heads share: headers, and whether the connection stays open."""
+    """What request and response heads share: headers, and whether the connection stays open.
+
+    What every request needs is worked out once, when the head is made.
+    """
 
     version: str
     headers: tuple[tuple[str, str], ...]
+    # Lower-cased header name -> the value of its first occurrence.
+    names: dict[str, str]
+    keep_alive: bool
 
-    @cached_property
-    def names(self) -> dict[str, str]:
-        """Lower-cased header name -> the value of its first occurrence."""
-        return {k.lower(): v for k, v in reversed(self.headers)}
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", {k.lower(): v for k, v in reversed(self.headers)})
+        conn = self.tokens("connection")
+        keep = "keep-alive" in conn if self.version == "HTTP/1.0" else "close" not in conn
+        object.__setattr__(self, "keep_alive", keep)
 
     def header(self, name: str) -> str | None:
         return self.names.get(name.lower())
@@ -50,12 +56,12 @@ class _Message:
             if t.strip()
         }
 
-    @cached_property
-    def keep_alive(self) -> bool:
-        conn = self.tokens("connection")
-        if self.version == "HTTP/1.0":
-            return "keep-alive" in conn
-        return "close" not in conn
+
+def _host(value: str | None) -> str:
+    raw = (value or "").strip().lower()
+    if raw.startswith("["):
+        return raw[: raw.find("]") + 1]
+    return raw.rsplit(":", 1)[0] if ":" in raw else raw
 
 
 @dataclass(frozen=True)
@@ -64,21 +70,18 @@ class RequestHead(_Message):
     target: str
     version: str
     headers: tuple[tuple[str, str], ...]
+    # The Host header without the port, lower-cased ('' when absent).
+    host: str = field(init=False, compare=False, repr=False)
+    # A protocol switch (websocket) or a tunnel: after it, bytes flow raw both ways.
+    is_upgrade: bool = field(init=False, compare=False, repr=False)
 
-    @cached_property
-    def host(self) -> str:
-        """The Host header without the port, lower-cased ('' when absent)."""
-        raw = (self.header("host") or "").strip().lower()
-        if raw.startswith("["):
-            return raw[: raw.find("]") + 1]
-        return raw.rsplit(":", 1)[0] if ":" in raw else raw
-
-    @cached_property
-    def is_upgrade(self) -> bool:
-        """A protocol switch (websocket) or a tunnel: after it, bytes flow raw both ways."""
-        return self.method == "CONNECT" or (
-            "upgrade" in self.tokens("connection") and self.header("upgrade") is not None
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "host", _host(self.names.get("host")))
+        upgrade = self.method == "CONNECT" or (
+            "upgrade" in self.tokens("connection") and "upgrade" in self.names
         )
+        object.__setattr__(self, "is_upgrade", upgrade)
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,7 @@ async def _next_head(c: Side, s: ProxySettings, first: bool) -> bytes | None:
         with trio.move_on_at(
             deadline if first else deadline - s.header_timeout + s.keepalive_timeout
         ):
-            if not await c.fill():
+            if not await c.fill(wait=True):
                 return None
         if not c.buf:
             if first:
@@ -214,7 +214,7 @@ async def _relay_response(
     sending: trio.CancelScope | None,
 ) -> bool | None:
     while True:
-        raw = await up.side.read_head(_MAX_RESPONSE_HEAD)
+        raw = await up.side.read_head(_MAX_RESPONSE_HEAD, wait=not up.side.buf)
         if raw is None:
             if sending is not None:
                 sending.cancel()

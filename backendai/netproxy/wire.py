@@ -50,11 +50,17 @@ class Side:
         else:
             await self.stream.aclose()
 
-    async def receive(self) -> bytes | bytearray:
-        """Up to CHUNK bytes from the stream; b"" at its end."""
+    async def receive(self, *, wait: bool = False) -> bytes | bytearray:
+        """Up to CHUNK bytes from the stream; b"" at its end.
+
+        *wait*: nothing can have come yet (a request was just sent, a read just came
+        back empty), so wait for the socket before trying to read it.
+        """
         sock = self._sock
         if sock is None:
             return await self.stream.receive_some(CHUNK)
+        if wait:
+            await trio.lowlevel.wait_readable(sock)
         while True:
             try:
                 return os.read(_fd(sock), CHUNK)
@@ -100,24 +106,28 @@ class Side:
         self.buf += data
         return True
 
-    async def fill(self) -> bool:
-        """Read more into the buffer; False at end of stream."""
+    async def fill(self, *, wait: bool = False) -> bool:
+        """Read more into the buffer; False at end of stream.  *wait*: as for ``receive``."""
         if self.eof:
             return False
-        data = await self.receive()
+        data = await self.receive(wait=wait)
         if not data:
             self.eof = True
             return False
         self.buf += data
         return True
 
-    async def read_head(self, limit: int) -> bytes | None:
-        """The next head (through its blank line), or None when the stream ends before one."""
+    async def read_head(self, limit: int, *, wait: bool = False) -> bytes | None:
+        """The next head (through its blank line), or None when the stream ends before one.
+
+        *wait*: as for ``receive``, for the first read.
+        """
         while (end := find_head_end(self.buf)) < 0:
             if len(self.buf) > limit:
                 raise HeadTooLarge(limit)
-            if not await self.fill():
+            if not await self.fill(wait=wait):
                 return None
+            wait = False
         if end > limit:
             raise HeadTooLarge(limit)
         head = bytes(self.buf[:end])
