@@ -208,6 +208,53 @@ async def test_a_clients_connection_close_does_not_close_the_app_connection(
     assert all("connection" not in h and "keep-alive" not in h for _, _, h, _ in seen.requests)
 
 
+async def keep_alive_app(stream: trio.SocketStream) -> None:
+    """Answers each request 'ok', saying that it keeps its connection open."""
+    buf = b""
+    while data := await stream.receive_some():
+        buf += data
+        while b"\r\n\r\n" in buf:
+            _, buf = buf.split(b"\r\n\r\n", 1)
+            await stream.send_all(
+                b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n"
+                b"Content-Length: 2\r\n\r\nok"
+            )
+
+
+@pytest.mark.parametrize(
+    ("request_head", "closes"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n", True),
+        (b"GET / HTTP/1.0\r\nHost: a.test\r\n\r\n", True),
+        (b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n", False),
+    ],
+)
+async def test_a_response_on_a_closing_client_connection_says_so(
+    nursery: trio.Nursery, request_head: bytes, closes: bool
+) -> None:
+    """The app keeps its connection open, the client's ends after this response: the client
+    is told 'Connection: close', not the app's keep-alive (else it would send its next request
+    into a closing connection)."""
+    app = await serve(nursery, keep_alive_app)
+    proxy, _ = await start_proxy(nursery, {"a.test": app})
+    with trio.fail_after(10):
+        stream = await trio.open_tcp_stream("127.0.0.1", proxy)
+        async with stream:
+            await stream.send_all(request_head)
+            if not closes:
+                await stream.send_eof()
+            response = await read_until_eof(stream)
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert status_of(response) == 200
+    assert body == b"ok"
+    lines = head.lower().split(b"\r\n")[1:]
+    if closes:
+        assert b"connection: close" in lines
+        assert not any(line.startswith((b"connection: keep", b"keep-alive:")) for line in lines)
+    else:
+        assert b"connection: keep-alive" in lines
+
+
 async def test_an_app_closing_an_idle_connection_costs_no_request(nursery: trio.Nursery) -> None:
     """An app may close a kept-alive connection while it waits in the pool: send again, fresh."""
     connections = 0

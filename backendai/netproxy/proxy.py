@@ -55,7 +55,8 @@ async def _next_head(c: Side, s: ProxySettings, first: bool) -> bytes | None:
     ``keepalive_timeout`` of idleness.
     """
     deadline = trio.current_time() + s.header_timeout
-    if not c.buf and not c.fill_now():
+    # A new connection's first request has usually come with it; a later one, not yet.
+    if not c.buf and not (first and c.fill_now()):
         with trio.move_on_at(
             deadline if first else deadline - s.header_timeout + s.keepalive_timeout
         ):
@@ -97,6 +98,11 @@ def _forwarded(raw: bytes, head: RequestHead, extra: bytes) -> bytes:
     client."""
     if head.is_upgrade or _HOP_BY_HOP.isdisjoint(head.names):
         return raw[:-2] + extra
+    return _without_hop_by_hop(raw, extra)
+
+
+def _without_hop_by_hop(raw: bytes, extra: bytes) -> bytes:
+    """The head *raw* without its hop-by-hop header lines, ended by *extra*."""
     lines = raw.split(b"\r\n")
     kept = [lines[0]] + [
         line
@@ -230,6 +236,10 @@ async def _relay_response(
             break
         await c.send_all(raw)  # 100 Continue and friends
     rframing = response_framing(head.method, response)
+    if not head.keep_alive and response.keep_alive:
+        # The client's connection ends after this response: say so, whatever the app said
+        # about its own (else the client sends its next request into a closing connection).
+        raw = _without_hop_by_hop(raw, b"Connection: close\r\n\r\n")
     complete = await up.side.forward(c, rframing, raw, 502)
     up.reusable = complete and rframing.kind != "close" and response.keep_alive and not up.side.buf
     return up.reusable and head.keep_alive
