@@ -22,6 +22,9 @@ class HeadError(ValueError):
         self.status = status
 
 
+_NO_TOKENS: frozenset[str] = frozenset()
+
+
 class _Message:
     """What request and response heads share: headers, and whether the connection stays open.
 
@@ -35,8 +38,9 @@ class _Message:
     keep_alive: bool
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "names", {k.lower(): v for k, v in reversed(self.headers)})
-        conn = self.tokens("connection")
+        names = {k.lower(): v for k, v in reversed(self.headers)}
+        object.__setattr__(self, "names", names)
+        conn = self.tokens("connection") if "connection" in names else _NO_TOKENS
         keep = "keep-alive" in conn if self.version == "HTTP/1.0" else "close" not in conn
         object.__setattr__(self, "keep_alive", keep)
 
@@ -79,7 +83,7 @@ class RequestHead(_Message):
         super().__post_init__()
         object.__setattr__(self, "host", _host(self.names.get("host")))
         upgrade = self.method == "CONNECT" or (
-            "upgrade" in self.tokens("connection") and "upgrade" in self.names
+            "upgrade" in self.names and "upgrade" in self.tokens("connection")
         )
         object.__setattr__(self, "is_upgrade", upgrade)
 

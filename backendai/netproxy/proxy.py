@@ -141,7 +141,7 @@ async def handle_connection(
                 if gate is not None and (answer := gate(head, route, ip)) is not None:
                     raise Refused(answer)
                 what = repr(route.name or head.host)
-                if up is not None and up.route != route:
+                if up is not None and up.route is not route and up.route != route:
                     await close_upstream(up, limiter)
                     up = None
                 if up is None:
