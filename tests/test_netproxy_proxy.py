@@ -449,6 +449,22 @@ async def test_a_head_at_the_limit_is_accepted(nursery: trio.Nursery) -> None:
     assert status_of(response) == 404
 
 
+async def test_a_client_sending_nothing_gets_408(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    proxy, seen = await proxy_with_ok_app(nursery, header_timeout=10.0, keepalive_timeout=30.0)
+    stream = await trio.open_tcp_stream("127.0.0.1", proxy)
+    async with stream:
+        start = trio.current_time()
+        response = await read_until_eof(stream)
+        elapsed = trio.current_time() - start
+    assert status_of(response) == 408
+    assert b"the request head did not arrive within 10 s" in response
+    assert 10.0 <= elapsed < 11.0
+    assert seen.requests == []
+    await still_serving(proxy, nursery)
+
+
 async def test_a_client_sending_one_byte_per_second_gets_408(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 
 import trio
 
@@ -47,25 +48,25 @@ def client_ip(stream: trio.abc.Stream) -> str:
     return ""
 
 
-async def _next_head(c: Side, s: ProxySettings, first: bool) -> bytes | None:
-    """The next request head; None when the client ends (or idles out) between requests.
+async def _next_head(
+    c: Side, s: ProxySettings, first: bool, waiting: trio.CancelScope
+) -> bytes | None:
+    """The next request head; None when the client ends between requests.
 
     The first head must be complete within ``header_timeout`` of the connection; a
     later one within ``header_timeout`` of its first byte, which may come after up to
-    ``keepalive_timeout`` of idleness.
+    ``keepalive_timeout`` of idleness.  Waiting for the first byte is bounded by
+    *waiting*, the connection's scope (cheaper than a scope per request): its
+    deadline is set for the wait only, and when it passes the connection ends.
     """
     deadline = trio.current_time() + s.header_timeout
     # A new connection's first request has usually come with it; a later one, not yet.
     if not c.buf and not (first and c.fill_now()):
-        with trio.move_on_at(
-            deadline if first else deadline - s.header_timeout + s.keepalive_timeout
-        ):
-            if not await c.fill(wait=True):
-                return None
-        if not c.buf:
-            if first:
-                raise Refused(_too_slow(s))
-            return None  # idle past the keep-alive timeout
+        waiting.deadline = deadline if first else deadline - s.header_timeout + s.keepalive_timeout
+        more = await c.fill(wait=True)
+        waiting.deadline = math.inf
+        if not more:
+            return None
         if not first:
             deadline = trio.current_time() + s.header_timeout
     end = find_head_end(c.buf)
@@ -131,34 +132,37 @@ async def handle_connection(
     async with c:
         try:
             first = True
-            while (raw := await _next_head(c, settings, first)) is not None:
-                first = False
-                head = parse_head(raw)
-                framing = request_framing(head)
-                route = router.route_for(head)
-                if route is None:
-                    raise Refused(page(404, router.unknown(head)))
-                if gate is not None and (answer := gate(head, route, ip)) is not None:
-                    raise Refused(answer)
-                what = repr(route.name or head.host)
-                if up is not None and up.route is not route and up.route != route:
-                    await close_upstream(up, limiter)
-                    up = None
-                if up is None:
-                    up = await open_upstream(route, what, settings, limiter)
-                out = _forwarded(raw, head, extra)
-                if head.is_upgrade:
-                    await up.side.send_all(out)
-                    await splice(c, up.side)
-                    return
-                keep = await _exchange(c, up, head, framing, out, what)
-                if keep is None:  # a kept-alive app connection had closed: once more, fresh
-                    await close_upstream(up, limiter)
-                    up = Upstream(route, await connect(route, what, settings, limiter))
-                    up.used = False
+            with trio.CancelScope() as waiting:
+                while (raw := await _next_head(c, settings, first, waiting)) is not None:
+                    first = False
+                    head = parse_head(raw)
+                    framing = request_framing(head)
+                    route = router.route_for(head)
+                    if route is None:
+                        raise Refused(page(404, router.unknown(head)))
+                    if gate is not None and (answer := gate(head, route, ip)) is not None:
+                        raise Refused(answer)
+                    what = repr(route.name or head.host)
+                    if up is not None and up.route is not route and up.route != route:
+                        await close_upstream(up, limiter)
+                        up = None
+                    if up is None:
+                        up = await open_upstream(route, what, settings, limiter)
+                    out = _forwarded(raw, head, extra)
+                    if head.is_upgrade:
+                        await up.side.send_all(out)
+                        await splice(c, up.side)
+                        return
                     keep = await _exchange(c, up, head, framing, out, what)
-                if not keep:
-                    return
+                    if keep is None:  # a kept-alive app connection had closed: once more, fresh
+                        await close_upstream(up, limiter)
+                        up = Upstream(route, await connect(route, what, settings, limiter))
+                        up.used = False
+                        keep = await _exchange(c, up, head, framing, out, what)
+                    if not keep:
+                        return
+            if waiting.cancelled_caught and first:  # no first request in time
+                raise Refused(_too_slow(settings))
         except* Refused as group:
             refused = group.exceptions[0]
             assert isinstance(refused, Refused)
