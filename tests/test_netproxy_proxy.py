@@ -208,6 +208,53 @@ async def test_a_clients_connection_close_does_not_close_the_app_connection(
     assert all("connection" not in h and "keep-alive" not in h for _, _, h, _ in seen.requests)
 
 
+async def keep_alive_app(stream: trio.SocketStream) -> None:
+    """Answers each request 'ok', saying that it keeps its connection open."""
+    buf = b""
+    while data := await stream.receive_some():
+        buf += data
+        while b"\r\n\r\n" in buf:
+            _, buf = buf.split(b"\r\n\r\n", 1)
+            await stream.send_all(
+                b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n"
+                b"Content-Length: 2\r\n\r\nok"
+            )
+
+
+@pytest.mark.parametrize(
+    ("request_head", "closes"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n", True),
+        (b"GET / HTTP/1.0\r\nHost: a.test\r\n\r\n", True),
+        (b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n", False),
+    ],
+)
+async def test_a_response_on_a_closing_client_connection_says_so(
+    nursery: trio.Nursery, request_head: bytes, closes: bool
+) -> None:
+    """The app keeps its connection open, the client's ends after this response: the client
+    is told 'Connection: close', not the app's keep-alive (else it would send its next request
+    into a closing connection)."""
+    app = await serve(nursery, keep_alive_app)
+    proxy, _ = await start_proxy(nursery, {"a.test": app})
+    with trio.fail_after(10):
+        stream = await trio.open_tcp_stream("127.0.0.1", proxy)
+        async with stream:
+            await stream.send_all(request_head)
+            if not closes:
+                await stream.send_eof()
+            response = await read_until_eof(stream)
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert status_of(response) == 200
+    assert body == b"ok"
+    lines = head.lower().split(b"\r\n")[1:]
+    if closes:
+        assert b"connection: close" in lines
+        assert not any(line.startswith((b"connection: keep", b"keep-alive:")) for line in lines)
+    else:
+        assert b"connection: keep-alive" in lines
+
+
 async def test_an_app_closing_an_idle_connection_costs_no_request(nursery: trio.Nursery) -> None:
     """An app may close a kept-alive connection while it waits in the pool: send again, fresh."""
     connections = 0
@@ -400,6 +447,22 @@ async def test_a_head_at_the_limit_is_accepted(nursery: trio.Nursery) -> None:
     with trio.fail_after(5):
         response = await exchange(proxy, head)
     assert status_of(response) == 404
+
+
+async def test_a_client_sending_nothing_gets_408(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    proxy, seen = await proxy_with_ok_app(nursery, header_timeout=10.0, keepalive_timeout=30.0)
+    stream = await trio.open_tcp_stream("127.0.0.1", proxy)
+    async with stream:
+        start = trio.current_time()
+        response = await read_until_eof(stream)
+        elapsed = trio.current_time() - start
+    assert status_of(response) == 408
+    assert b"the request head did not arrive within 10 s" in response
+    assert 10.0 <= elapsed < 11.0
+    assert seen.requests == []
+    await still_serving(proxy, nursery)
 
 
 async def test_a_client_sending_one_byte_per_second_gets_408(

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
 
 __all__ = [
     "HeadError",
@@ -23,19 +22,36 @@ class HeadError(ValueError):
         self.status = status
 
 
+_NO_TOKENS: frozenset[str] = frozenset()
+
+
 class _Message:
-    """What request and response heads share: headers, and whether the connection stays open."""
+    """What request and response heads share: headers, and whether the connection stays open.
+
+    What every request needs is worked out once, when the head is made.
+    """
 
     version: str
     headers: tuple[tuple[str, str], ...]
+    # Lower-cased header name -> the value of its first occurrence.
+    names: dict[str, str]
+    keep_alive: bool
+
+    def __post_init__(self) -> None:
+        names = {k.lower(): v for k, v in reversed(self.headers)}
+        object.__setattr__(self, "names", names)
+        conn = self.tokens("connection") if "connection" in names else _NO_TOKENS
+        keep = "keep-alive" in conn if self.version == "HTTP/1.0" else "close" not in conn
+        object.__setattr__(self, "keep_alive", keep)
 
     def header(self, name: str) -> str | None:
-        lname = name.lower()
-        return next((v for k, v in self.headers if k.lower() == lname), None)
+        return self.names.get(name.lower())
 
     def tokens(self, name: str) -> set[str]:
         """The comma-separated tokens of every *name* header, lower-cased."""
         lname = name.lower()
+        if lname not in self.names:
+            return set()
         return {
             t.strip().lower()
             for k, v in self.headers
@@ -44,12 +60,12 @@ class _Message:
             if t.strip()
         }
 
-    @cached_property
-    def keep_alive(self) -> bool:
-        conn = self.tokens("connection")
-        if self.version == "HTTP/1.0":
-            return "keep-alive" in conn
-        return "close" not in conn
+
+def _host(value: str | None) -> str:
+    raw = (value or "").strip().lower()
+    if raw.startswith("["):
+        return raw[: raw.find("]") + 1]
+    return raw.rsplit(":", 1)[0] if ":" in raw else raw
 
 
 @dataclass(frozen=True)
@@ -58,21 +74,18 @@ class RequestHead(_Message):
     target: str
     version: str
     headers: tuple[tuple[str, str], ...]
+    # The Host header without the port, lower-cased ('' when absent).
+    host: str = field(init=False, compare=False, repr=False)
+    # A protocol switch (websocket) or a tunnel: after it, bytes flow raw both ways.
+    is_upgrade: bool = field(init=False, compare=False, repr=False)
 
-    @cached_property
-    def host(self) -> str:
-        """The Host header without the port, lower-cased ('' when absent)."""
-        raw = (self.header("host") or "").strip().lower()
-        if raw.startswith("["):
-            return raw[: raw.find("]") + 1]
-        return raw.rsplit(":", 1)[0] if ":" in raw else raw
-
-    @cached_property
-    def is_upgrade(self) -> bool:
-        """A protocol switch (websocket) or a tunnel: after it, bytes flow raw both ways."""
-        return self.method == "CONNECT" or (
-            "upgrade" in self.tokens("connection") and self.header("upgrade") is not None
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "host", _host(self.names.get("host")))
+        upgrade = self.method == "CONNECT" or (
+            "upgrade" in self.names and "upgrade" in self.tokens("connection")
         )
+        object.__setattr__(self, "is_upgrade", upgrade)
 
 
 @dataclass(frozen=True)
@@ -105,10 +118,11 @@ def parse_head(raw: bytes) -> RequestHead:
     parts = lines[0].split(" ")
     if len(parts) != 3 or not parts[0].isalpha() or not parts[2].startswith("HTTP/1."):
         raise HeadError(400, f"malformed request line {lines[0][:100]!r}")
-    headers = _header_lines(lines[1:])
-    if sum(1 for k, _ in headers if k.lower() == "host") > 1:
+    head = RequestHead(parts[0], parts[1], parts[2], _header_lines(lines[1:]))
+    repeated = len(head.names) < len(head.headers)  # some name occurs twice (rare)
+    if repeated and sum(1 for k, _ in head.headers if k.lower() == "host") > 1:
         raise HeadError(400, "more than one Host header")
-    return RequestHead(parts[0], parts[1], parts[2], headers)
+    return head
 
 
 def parse_response_head(raw: bytes) -> ResponseHead:

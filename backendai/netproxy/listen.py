@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import errno
+import logging
+import os
 import socket
 import ssl
+from collections.abc import Awaitable, Callable
+from typing import NoReturn
 
 import trio
 
 from ..errors import ConfigError, UnavailableError
 
-__all__ = ["bound_port", "open_listeners", "tls_context"]
+__all__ = ["bound_port", "open_listeners", "serve_listeners", "tls_context"]
+
+log = logging.getLogger(__name__)
+Handler = Callable[[trio.abc.Stream], Awaitable[None]]
+# accept() failing for want of resources: wait a little and go on (as trio.serve_listeners does).
+_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+_CAPACITY_SLEEP = 0.1
+# Connections accepted in a row, without waiting, before letting other tasks run.
+_ACCEPT_BATCH = 16
 
 
 def tls_context(cert: str, key: str) -> ssl.SSLContext | None:
@@ -68,3 +81,76 @@ def bound_port(listener: trio.abc.Listener[trio.abc.Stream]) -> int:
     assert isinstance(listener, trio.SocketListener)
     port: int = listener.socket.getsockname()[1]
     return port
+
+
+async def serve_listeners(
+    handler: Handler,
+    listeners: list[trio.abc.Listener[trio.abc.Stream]],
+    *,
+    task_status: trio.TaskStatus[list[trio.abc.Listener[trio.abc.Stream]]] = (
+        trio.TASK_STATUS_IGNORED
+    ),
+) -> NoReturn:
+    """Like ``trio.serve_listeners``: a task running *handler* for each connection, closed
+    after it.  A plain TCP listener accepts what is waiting in a batch, straight from its
+    socket, and a plain connection is closed without a trip through the scheduler."""
+    async with trio.open_nursery() as nursery:
+        for listener in listeners:
+            nursery.start_soon(_accept_forever, listener, handler, nursery)
+        task_status.started(listeners)
+    raise AssertionError("the listeners returned")
+
+
+async def _run_handler(stream: trio.abc.Stream, handler: Handler) -> None:
+    try:
+        await handler(stream)
+    finally:
+        if isinstance(stream, trio.SocketStream):
+            stream.socket.close()
+        else:
+            await trio.aclose_forcefully(stream)
+
+
+async def _accept_forever(
+    listener: trio.abc.Listener[trio.abc.Stream], handler: Handler, nursery: trio.Nursery
+) -> None:
+    if not isinstance(listener, trio.SocketListener):  # TLS: Trio's way
+        async with listener:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as e:
+                    await _accept_failed(e)
+                else:
+                    nursery.start_soon(_run_handler, stream, handler)
+    # The same listening socket as a standard one (a duplicate descriptor), to accept from
+    # without waiting when connections are queued already.
+    listening = listener.socket
+    raw = socket.socket(fileno=os.dup(listening.fileno()))
+    raw.setblocking(False)
+    async with listener:
+        with raw:
+            batch = 0
+            while True:
+                try:
+                    conn, _ = raw.accept()
+                except BlockingIOError:
+                    batch = 0
+                    await trio.lowlevel.wait_readable(listening)
+                    continue
+                except OSError as e:
+                    await _accept_failed(e)
+                    continue
+                stream = trio.SocketStream(trio.socket.from_stdlib_socket(conn))
+                nursery.start_soon(_run_handler, stream, handler)
+                batch += 1
+                if batch >= _ACCEPT_BATCH:
+                    batch = 0
+                    await trio.lowlevel.checkpoint()
+
+
+async def _accept_failed(e: OSError) -> None:
+    if e.errno not in _CAPACITY_ERRNOS:
+        raise e
+    log.error("accept failed: %s; retrying in %g s", os.strerror(e.errno), _CAPACITY_SLEEP)
+    await trio.sleep(_CAPACITY_SLEEP)

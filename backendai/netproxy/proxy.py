@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 
 import trio
 
@@ -47,24 +48,25 @@ def client_ip(stream: trio.abc.Stream) -> str:
     return ""
 
 
-async def _next_head(c: Side, s: ProxySettings, first: bool) -> bytes | None:
-    """The next request head; None when the client ends (or idles out) between requests.
+async def _next_head(
+    c: Side, s: ProxySettings, first: bool, waiting: trio.CancelScope
+) -> bytes | None:
+    """The next request head; None when the client ends between requests.
 
     The first head must be complete within ``header_timeout`` of the connection; a
     later one within ``header_timeout`` of its first byte, which may come after up to
-    ``keepalive_timeout`` of idleness.
+    ``keepalive_timeout`` of idleness.  Waiting for the first byte is bounded by
+    *waiting*, the connection's scope (cheaper than a scope per request): its
+    deadline is set for the wait only, and when it passes the connection ends.
     """
     deadline = trio.current_time() + s.header_timeout
-    if not c.buf:
-        with trio.move_on_at(
-            deadline if first else deadline - s.header_timeout + s.keepalive_timeout
-        ):
-            if not await c.fill():
-                return None
-        if not c.buf:
-            if first:
-                raise Refused(_too_slow(s))
-            return None  # idle past the keep-alive timeout
+    # A new connection's first request has usually come with it; a later one, not yet.
+    if not c.buf and not (first and c.fill_now()):
+        waiting.deadline = deadline if first else deadline - s.header_timeout + s.keepalive_timeout
+        more = await c.fill(wait=True)
+        waiting.deadline = math.inf
+        if not more:
+            return None
         if not first:
             deadline = trio.current_time() + s.header_timeout
     end = find_head_end(c.buf)
@@ -86,12 +88,22 @@ def _too_slow(s: ProxySettings) -> bytes:
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection"})
 
 
-def _forwarded(raw: bytes, head: RequestHead, ip: str, scheme: str) -> bytes:
-    """The head as the app gets it: X-Forwarded-* added; for a plain request, the client's
-    hop-by-hop headers dropped, so that the app connection stays open for the next client."""
-    extra = f"X-Forwarded-For: {ip}\r\nX-Forwarded-Proto: {scheme}\r\n\r\n".encode()
-    if head.is_upgrade or not any(k.lower() in _HOP_BY_HOP for k, _ in head.headers):
+def _forwarded_headers(ip: str, scheme: str) -> bytes:
+    """What ends every head forwarded for this client (made once per connection)."""
+    return f"X-Forwarded-For: {ip}\r\nX-Forwarded-Proto: {scheme}\r\n\r\n".encode()
+
+
+def _forwarded(raw: bytes, head: RequestHead, extra: bytes) -> bytes:
+    """The head as the app gets it: X-Forwarded-* (*extra*) added; for a plain request, the
+    client's hop-by-hop headers dropped, so that the app connection stays open for the next
+    client."""
+    if head.is_upgrade or _HOP_BY_HOP.isdisjoint(head.names):
         return raw[:-2] + extra
+    return _without_hop_by_hop(raw, extra)
+
+
+def _without_hop_by_hop(raw: bytes, extra: bytes) -> bytes:
+    """The head *raw* without its hop-by-hop header lines, ended by *extra*."""
     lines = raw.split(b"\r\n")
     kept = [lines[0]] + [
         line
@@ -114,39 +126,43 @@ async def handle_connection(
         limiter if limiter is not None else ConnectionLimiter(settings.max_connections_per_route)
     )
     ip = client_ip(client)
+    extra = _forwarded_headers(ip, settings.scheme)
     c = Side(client)
     up: Upstream | None = None
-    async with client:
+    async with c:
         try:
             first = True
-            while (raw := await _next_head(c, settings, first)) is not None:
-                first = False
-                head = parse_head(raw)
-                framing = request_framing(head)
-                route = router.route_for(head)
-                if route is None:
-                    raise Refused(page(404, router.unknown(head)))
-                if gate is not None and (answer := gate(head, route, ip)) is not None:
-                    raise Refused(answer)
-                what = repr(route.name or head.host)
-                if up is not None and up.route != route:
-                    await close_upstream(up, limiter)
-                    up = None
-                if up is None:
-                    up = await open_upstream(route, what, settings, limiter)
-                out = _forwarded(raw, head, ip, settings.scheme)
-                if head.is_upgrade:
-                    await up.side.stream.send_all(out)
-                    await splice(c, up.side)
-                    return
-                keep = await _exchange(c, up, head, framing, out, what)
-                if keep is None:  # a kept-alive app connection had closed: once more, fresh
-                    await close_upstream(up, limiter)
-                    up = Upstream(route, await connect(route, what, settings, limiter))
-                    up.used = False
+            with trio.CancelScope() as waiting:
+                while (raw := await _next_head(c, settings, first, waiting)) is not None:
+                    first = False
+                    head = parse_head(raw)
+                    framing = request_framing(head)
+                    route = router.route_for(head)
+                    if route is None:
+                        raise Refused(page(404, router.unknown(head)))
+                    if gate is not None and (answer := gate(head, route, ip)) is not None:
+                        raise Refused(answer)
+                    what = repr(route.name or head.host)
+                    if up is not None and up.route is not route and up.route != route:
+                        await close_upstream(up, limiter)
+                        up = None
+                    if up is None:
+                        up = await open_upstream(route, what, settings, limiter)
+                    out = _forwarded(raw, head, extra)
+                    if head.is_upgrade:
+                        await up.side.send_all(out)
+                        await splice(c, up.side)
+                        return
                     keep = await _exchange(c, up, head, framing, out, what)
-                if not keep:
-                    return
+                    if keep is None:  # a kept-alive app connection had closed: once more, fresh
+                        await close_upstream(up, limiter)
+                        up = Upstream(route, await connect(route, what, settings, limiter))
+                        up.used = False
+                        keep = await _exchange(c, up, head, framing, out, what)
+                    if not keep:
+                        return
+            if waiting.cancelled_caught and first:  # no first request in time
+                raise Refused(_too_slow(settings))
         except* Refused as group:
             refused = group.exceptions[0]
             assert isinstance(refused, Refused)
@@ -181,13 +197,13 @@ async def _exchange(
         # The whole request is here (the common case): one send, no task to stream a body.
         body = bytes(c.buf[: framing.length])
         del c.buf[: framing.length]
-        await up.side.stream.send_all(out + body)
+        await up.side.send_all(out + body)
         return await _relay_response(c, up, head, what, reused and framing == NO_BODY, None)
     sent = False
 
     async def send_request() -> None:
         nonlocal sent
-        sent = await c.forward(up.side.stream, framing, out, 400)
+        sent = await c.forward(up.side, framing, out, 400)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(send_request)
@@ -208,7 +224,7 @@ async def _relay_response(
     sending: trio.CancelScope | None,
 ) -> bool | None:
     while True:
-        raw = await up.side.read_head(_MAX_RESPONSE_HEAD)
+        raw = await up.side.read_head(_MAX_RESPONSE_HEAD, wait=not up.side.buf)
         if raw is None:
             if sending is not None:
                 sending.cancel()
@@ -217,14 +233,18 @@ async def _relay_response(
             raise Refused(page(502, f"the app {what} closed the connection without answering"))
         response = parse_response_head(raw)
         if response.status == 101:
-            await c.stream.send_all(raw)
+            await c.send_all(raw)
             await splice(c, up.side)
             return False
         if response.status >= 200:
             break
-        await c.stream.send_all(raw)  # 100 Continue and friends
+        await c.send_all(raw)  # 100 Continue and friends
     rframing = response_framing(head.method, response)
-    complete = await up.side.forward(c.stream, rframing, raw, 502)
+    if not head.keep_alive and response.keep_alive:
+        # The client's connection ends after this response: say so, whatever the app said
+        # about its own (else the client sends its next request into a closing connection).
+        raw = _without_hop_by_hop(raw, b"Connection: close\r\n\r\n")
+    complete = await up.side.forward(c, rframing, raw, 502)
     up.reusable = complete and rframing.kind != "close" and response.keep_alive and not up.side.buf
     return up.reusable and head.keep_alive
 

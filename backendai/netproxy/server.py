@@ -14,7 +14,7 @@ import trio
 
 from ..errors import UnavailableError
 from .gate import client_allowed
-from .listen import bound_port, open_listeners
+from .listen import bound_port, open_listeners, serve_listeners
 from .proxy import client_ip, handle_connection, handle_tcp
 from .registry import AppRoute, Placement, PortRouter, RouteRegistry
 from .routes import Gate, ProxySettings
@@ -133,7 +133,7 @@ class ProxyServer:
             listeners = await open_listeners(
                 self.host, self.registry.port, self.tls, reuse_port=self.reuse_port
             )
-            await nursery.start(trio.serve_listeners, self.handle_main, listeners)
+            await nursery.start(serve_listeners, self.handle_main, listeners)
             port = bound_port(listeners[0])
             self.registry.port = port
             task_status.started(port)
@@ -154,6 +154,6 @@ class ProxyServer:
                     else:
                         self._listening.add(request.port)
                         handler = partial(self.handle_port, request.port)
-                        nursery.start_soon(trio.serve_listeners, handler, listeners)
+                        nursery.start_soon(serve_listeners, handler, listeners)
                 request.done.set()
         raise AssertionError("the port listener channel closed")

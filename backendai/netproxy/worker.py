@@ -9,6 +9,7 @@ over the role's route feed and exits when the feed ends (the role is gone).
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -52,6 +53,7 @@ async def serve_worker(spec: dict[str, Any]) -> None:
     )
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve)
+        gc.freeze()  # as the app proxy role does: startup's objects out of the collector's way
         await follow_feed(spec["feed"], registry)
         log.info("app proxy worker %d: the route feed ended; stopping", os.getpid())
         nursery.cancel_scope.cancel()
