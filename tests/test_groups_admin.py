@@ -5,7 +5,6 @@ against an in-process cluster (one dummy agent: cpu=4 mem=8g)."""
 from __future__ import annotations
 
 import argparse
-import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,16 @@ from backendai.client.cli_admin import add_admin_commands
 from backendai.client.cli_admin_groups import apply_option
 from backendai.client.cli_session import add_session_commands
 
-from .cluster import Cluster, call, cluster_config, open_cluster, query, refused, wait_status
+from .cluster import (
+    Cluster,
+    add_user,
+    call,
+    cluster_config,
+    open_cluster,
+    query,
+    refused,
+    wait_status,
+)
 
 IMAGE = "backendai/python:3.11"
 
@@ -99,13 +107,7 @@ async def test_bad_input_is_refused_clearly_and_changes_nothing(
 
 
 async def test_only_a_superadmin_manages_groups(cluster: Cluster) -> None:
-    query(
-        cluster.config,
-        "INSERT INTO keypairs (access_key, secret_key, user_id, role, is_active, created_at) "
-        "VALUES ('AKUSER', 'user-secret', 'u@example.com', 'user', true, :t)",
-        t=time.time(),
-    )
-    async with APIClient(cluster.endpoint, "AKUSER", "user-secret") as user:
+    async with await add_user(cluster, "u@example.com") as user:
         for method, path in [
             ("GET", "/admin/resource-groups"),
             ("POST", "/admin/resource-groups"),

@@ -4,18 +4,16 @@
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 import trio
 
-from backendai.client.api import APIClient
 from backendai.client.cli_admin import add_admin_commands
 from backendai.hw.arch import host_architecture
 
-from .cluster import Cluster, call, cluster_config, open_cluster, query, refused
+from .cluster import Cluster, add_user, call, cluster_config, open_cluster, query, refused
 from .registries import (
     open_auth_registry,
     require_open_registry,
@@ -187,13 +185,7 @@ async def test_an_image_only_for_another_architecture_is_refused_at_creation(
 
 
 async def test_only_a_superadmin_manages_images(cluster: Cluster) -> None:
-    query(
-        cluster.config,
-        "INSERT INTO keypairs (access_key, secret_key, user_id, role, is_active, created_at) "
-        "VALUES ('AKUSER', 'user-secret', 'u@example.com', 'user', true, :t)",
-        t=time.time(),
-    )
-    async with APIClient(cluster.endpoint, "AKUSER", "user-secret") as user:
+    async with await add_user(cluster, "u@example.com") as user:
         for method, path in [
             ("GET", "/admin/registries"),
             ("POST", "/admin/registries"),
