@@ -21,7 +21,6 @@ from .auth import RegistryAuth
 from .http import RegistryHTTP
 from .manifests import (
     ACCEPT,
-    KERNELSPEC_LABEL,
     content_digest,
     is_index,
     kernel_labels,
@@ -151,14 +150,7 @@ class DockerRegistryClient:
                 except RegistryError as e:
                     result.skip(f"{repository}:{tag}", str(e))
                     return
-            for record in records:
-                if KERNELSPEC_LABEL in record.labels:
-                    result.records.append(record)
-                else:
-                    result.skip(
-                        f"{repository}:{tag} ({record.architecture})",
-                        f"not a kernel image (no {KERNELSPEC_LABEL} label)",
-                    )
+            result.keep_kernel_images(records)
 
         for repository in await self.repositories():
             tags = await self.tags(repository)

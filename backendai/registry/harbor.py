@@ -23,7 +23,7 @@ import httpx
 from ..errors import RegistryError, RegistryNotFound
 from .docker_v2 import DockerRegistryClient
 from .http import RegistryHTTP
-from .manifests import INDEX_TYPES, KERNELSPEC_LABEL, platform_arch
+from .manifests import INDEX_TYPES, platform_arch
 from .model import ImageRecord, RegistrySpec, ScanResult
 
 __all__ = ["HarborClient"]
@@ -161,14 +161,7 @@ class HarborClient:
                 except RegistryError as e:
                     result.skip(f"{self.spec.project}/{repository}@{art.get('digest')}", str(e))
                     continue
-                for record in records:
-                    if KERNELSPEC_LABEL in record.labels:
-                        result.records.append(record)
-                    else:
-                        result.skip(
-                            f"{record.repository}:{record.tag} ({record.architecture})",
-                            f"not a kernel image (no {KERNELSPEC_LABEL} label)",
-                        )
+                result.keep_kernel_images(records)
         result.records.sort(key=lambda r: (r.repository, r.tag, r.architecture))
         return result
 

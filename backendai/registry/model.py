@@ -7,13 +7,14 @@ Pure: no I/O.  An image's catalog name is its pull reference, ``HOST/REPOSITORY:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from ..config import Secret
 from ..errors import InvalidAPIParameters
+from .manifests import KERNELSPEC_LABEL
 
 __all__ = [
     "REGISTRY_TYPES",
@@ -196,3 +197,14 @@ class ScanResult:
 
     def skip(self, what: str, why: str) -> None:
         self.skipped.append(f"{what}: {why}")
+
+    def keep_kernel_images(self, records: Iterable[ImageRecord]) -> None:
+        """Add the kernel images among *records*; pass over the others, saying why."""
+        for record in records:
+            if KERNELSPEC_LABEL in record.labels:
+                self.records.append(record)
+            else:
+                self.skip(
+                    f"{record.repository}:{record.tag} ({record.architecture})",
+                    f"not a kernel image (no {KERNELSPEC_LABEL} label)",
+                )
