@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -15,6 +16,8 @@ import sqlalchemy as sa
 import trio
 
 from backendai.client.api import APIClient, APIResponseError
+from backendai.client.cli_admin import add_admin_commands
+from backendai.client.cli_session import add_session_commands
 from backendai.config import Config, load_config
 from backendai.roles.allinone import AllInfo
 from backendai.roles.allinone import serve as serve_all
@@ -162,3 +165,21 @@ async def refused(api: APIClient, method: str, path: str, **kw: Any) -> APIRespo
     with pytest.raises(APIResponseError) as e:
         await api.request(method, path, **kw)
     return e.value
+
+
+def run_cli(argv: list[str], c: Cluster) -> int:
+    """Our CLI's ``admin`` and ``session`` commands against *c* as its superadmin, in this thread
+    (the CLI runs its own ``trio.run``: call it through ``trio.to_thread``)."""
+    parser = argparse.ArgumentParser(prog="backendai")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_admin_commands(sub)
+    add_session_commands(sub)
+    args = parser.parse_args(argv)
+    creds = c.info.manager.credentials
+    env = {
+        "BACKEND_ENDPOINT": c.endpoint,
+        "BACKEND_ACCESS_KEY": creds.access_key,
+        "BACKEND_SECRET_KEY": str(creds.secret_key),
+    }
+    code: int = args.func(args, env=env)
+    return code

@@ -7,7 +7,6 @@ topology, the manager stores it, and the API and CLI show it.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -16,11 +15,11 @@ import pytest
 import trio
 
 from backendai.client.api import APIClient, APIResponseError
-from backendai.client.cli_admin import add_admin_commands
 from backendai.hw import read_topology
 from backendai.sched.slots import ResourceSlots
 
 from .cluster import Cluster, cluster_config, open_cluster, query
+from .cluster import run_cli as cluster_cli
 from .sysfs_fixtures import write_all
 
 IMAGE = "backendai/python:3.11"
@@ -33,22 +32,10 @@ async def cluster(tmp_path: Path):  # type: ignore[no-untyped-def]
         yield c
 
 
-def cli(argv: list[str], cluster: Cluster) -> int:
-    parser = argparse.ArgumentParser(prog="backendai")
-    add_admin_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    creds = cluster.info.manager.credentials
-    env = {
-        "BACKEND_ENDPOINT": cluster.endpoint,
-        "BACKEND_ACCESS_KEY": creds.access_key,
-        "BACKEND_SECRET_KEY": str(creds.secret_key),
-    }
-    code: int = args.func(args, env=env)
-    return code
-
-
 async def run_cli(argv: list[str], cluster: Cluster) -> int:
-    return await trio.to_thread.run_sync(cli, argv, cluster)  # the CLI runs its own trio.run
+    return await trio.to_thread.run_sync(
+        cluster_cli, argv, cluster
+    )  # the CLI runs its own trio.run
 
 
 async def test_agents_list_and_info(cluster: Cluster, tmp_path: Path) -> None:

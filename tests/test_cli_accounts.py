@@ -10,8 +10,7 @@ import pytest
 import trio
 
 from backendai.client.api import APIClient
-from tests.cluster import Cluster, cluster_config, open_cluster
-from tests.test_groups_admin import run_cli
+from tests.cluster import Cluster, cluster_config, open_cluster, run_cli
 
 
 @pytest.fixture

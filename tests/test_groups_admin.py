@@ -4,7 +4,6 @@ against an in-process cluster (one dummy agent: cpu=4 mem=8g)."""
 
 from __future__ import annotations
 
-import argparse
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -13,9 +12,7 @@ import pytest
 import trio
 
 from backendai.client.api import APIClient
-from backendai.client.cli_admin import add_admin_commands
 from backendai.client.cli_admin_groups import apply_option
-from backendai.client.cli_session import add_session_commands
 
 from .cluster import (
     Cluster,
@@ -25,6 +22,7 @@ from .cluster import (
     open_cluster,
     query,
     refused,
+    run_cli,
     wait_status,
 )
 
@@ -197,22 +195,6 @@ async def test_bad_scheduling_fields_are_refused(
     for w in words:
         assert w in e.msg
     assert query(cluster.config, "SELECT count(*) FROM sessions")[0][0] == before
-
-
-def run_cli(argv: list[str], cluster: Cluster) -> int:
-    parser = argparse.ArgumentParser(prog="backendai")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_admin_commands(sub)
-    add_session_commands(sub)
-    args = parser.parse_args(argv)
-    creds = cluster.info.manager.credentials
-    env = {
-        "BACKEND_ENDPOINT": cluster.endpoint,
-        "BACKEND_ACCESS_KEY": creds.access_key,
-        "BACKEND_SECRET_KEY": creds.secret_key,
-    }
-    code: int = args.func(args, env=env)
-    return code
 
 
 async def test_cli_resource_group_commands_and_session_info(

@@ -3,17 +3,15 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import httpx
 import pytest
 import trio
 
-from backendai.client.cli_admin import add_admin_commands
 from backendai.hw.arch import host_architecture
 
-from .cluster import Cluster, add_user, call, cluster_config, open_cluster, query, refused
+from .cluster import Cluster, add_user, call, cluster_config, open_cluster, query, refused, run_cli
 from .registries import (
     open_auth_registry,
     require_open_registry,
@@ -195,20 +193,6 @@ async def test_only_a_superadmin_manages_images(cluster: Cluster) -> None:
             e = await refused(user, method, path, json={})
             assert (e.status, e.slug) == (403, "forbidden")
             assert "only a superadmin" in e.msg
-
-
-def run_cli(argv: list[str], cluster: Cluster, stdin: str = "") -> int:
-    parser = argparse.ArgumentParser(prog="backendai")
-    add_admin_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    creds = cluster.info.manager.credentials
-    env = {
-        "BACKEND_ENDPOINT": cluster.endpoint,
-        "BACKEND_ACCESS_KEY": creds.access_key,
-        "BACKEND_SECRET_KEY": creds.secret_key,
-    }
-    code: int = args.func(args, env=env)
-    return code
 
 
 async def test_cli_registry_and_image_commands(
