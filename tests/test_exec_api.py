@@ -15,7 +15,14 @@ import trio
 import trio_websocket
 
 from backendai.client.api import APIClient, APIResponseError
-from backendai.client.exec_client import download, list_files, open_pty, stream_execute, upload
+from backendai.client.exec_client import (
+    download,
+    list_files,
+    open_exec_stream,
+    open_pty,
+    stream_execute,
+    upload,
+)
 
 from .cluster import Cluster, cluster_config, open_cluster
 
@@ -208,6 +215,59 @@ async def test_garbage_on_the_execute_websocket(cluster: Cluster) -> None:
     assert "JSON" in reply["msg"]
     after = await _rest(cluster.api, {"mode": "query", "code": "print('fine')"})
     assert _stdout(after) == "fine\n"
+
+
+async def test_one_websocket_takes_run_after_run(cluster: Cluster) -> None:
+    seen: list[str] = []
+
+    async def answer(_: dict[str, Any]) -> str:
+        return "ada"
+
+    async with open_exec_stream(cluster.api, "exec-test") as stream:
+        first = await stream.run(
+            mode="query", code="a = 41", on_result=lambda r: None, ask_input=_no_input
+        )
+        second = await stream.run(
+            mode="query",
+            code="name = input()\nprint(a + 1, name)",
+            on_result=lambda r: seen.append(_stdout(r)),
+            ask_input=answer,
+        )
+        # A bad run is refused on the socket, which then takes the next one.
+        await stream.ws.send_message(json.dumps({"mode": "continue"}))
+        refused = json.loads(await stream.ws.get_message())
+        third = await stream.run(
+            mode="batch",
+            options={"exec": "exit 4"},
+            on_result=lambda r: None,
+            ask_input=_no_input,
+        )
+    assert (first["status"], first["exitCode"]) == ("finished", 0)
+    assert (second["status"], "".join(seen)) == ("finished", "42 ada\n")
+    assert refused["status"] == "error"
+    assert "'continue'" in refused["msg"]
+    assert (third["status"], third["exitCode"]) == ("finished", 4)
+
+
+async def test_a_client_leaving_mid_run_has_it_interrupted(cluster: Cluster) -> None:
+    loop = "import time\nwhile True:\n    print('tick', flush=True)\n    time.sleep(0.05)"
+    async with open_exec_stream(cluster.api, "exec-test") as stream:
+        await stream.ws.send_message(json.dumps({"mode": "query", "code": loop}))
+        with trio.fail_after(30):
+            while "tick" not in _stdout(json.loads(await stream.ws.get_message())):
+                pass
+    # The socket closed mid-run: the manager closes its agent channel, the runner stops
+    # the run, and the kernel takes the next one.
+    with trio.fail_after(30):
+        while True:
+            try:
+                after = await _rest(cluster.api, {"mode": "query", "code": "print('after')"})
+                break
+            except APIResponseError as e:
+                if e.status != 409:  # 409: the interrupted run is still ending
+                    raise
+                await trio.sleep(0.1)
+    assert _stdout(after) == "after\n"
 
 
 async def test_terminal(cluster: Cluster) -> None:

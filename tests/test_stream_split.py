@@ -8,7 +8,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backendai.manager.stream_api import split_result
+from backendai.errors import Conflict
+from backendai.manager.stream_api import fold_frames, split_result
 
 
 def _joined(messages: list[dict[str, Any]]) -> str:
@@ -59,3 +60,43 @@ def _merged(items: list[tuple[str, str]]) -> list[tuple[str, str]]:
         else:
             out.append((kind, data))
     return out
+
+
+def test_frames_fold_into_results_with_console_riding_on_the_status() -> None:
+    frames: list[dict[str, Any]] = [
+        {"op": "console", "items": [["stdout", "a"]]},
+        {"op": "console", "items": [["stdout", "b"], ["media", ["image/png", "x"]]]},
+        {"op": "waiting-input", "is_password": True},
+    ]
+    results, error, ended = fold_frames("r1", frames)
+    assert (error, ended) == (None, False)
+    assert [(r["status"], r["console"], r["options"]) for r in results] == [
+        ("waiting-input", [["stdout", "ab"], ["media", ["image/png", "x"]]], {"is_password": True})
+    ]
+    frames = [
+        {"op": "step", "status": "build-finished", "exit_code": 0},
+        {"op": "console", "items": [["stderr", "oops\n"]]},
+        {"op": "finished", "status": "finished", "exit_code": 2, "files": [{"name": "a.png"}]},
+    ]
+    results, error, ended = fold_frames("r1", frames)
+    assert (error, ended) == (None, True)
+    assert [(r["runId"], r["status"], r["exitCode"]) for r in results] == [
+        ("r1", "build-finished", 0),
+        ("r1", "finished", 2),
+    ]
+    assert results[1]["console"] == [["stderr", "oops\n"]]
+    assert results[1]["files"][0]["url"] == "download_single?file=.output/a.png"
+
+
+def test_output_without_a_status_is_continued_and_an_error_ends_the_run() -> None:
+    results, error, ended = fold_frames("r2", [{"op": "console", "items": [["stdout", "x"]]}])
+    assert ([r["status"] for r in results], error, ended) == (["continued"], None, False)
+    frames = [
+        {"op": "console", "items": [["stdout", "partial"]]},
+        {"op": "error", "status": 409, "message": "run 'r0' is in progress"},
+    ]
+    results, error, ended = fold_frames("r2", frames)
+    assert [r["console"] for r in results] == [[["stdout", "partial"]]]
+    assert isinstance(error, Conflict)
+    assert "run 'r0' is in progress" in str(error)
+    assert ended

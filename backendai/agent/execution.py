@@ -305,12 +305,21 @@ class ExecutionService:
 
     async def _lost(self, run: Run) -> None:
         """The runner hung up before the run finished: say why, as well as we know."""
+        note, exit_code = await self.lost_note(run.kernel_id, run.run_id)
+        run.add([["stderr", note]])
+        run.final = True
+        run.milestone = {"status": "finished", "exit_code": exit_code}
+        run.notify()
+
+    async def lost_note(self, kernel_id: str, run_id: str) -> tuple[str, int | None]:
+        """Why the runner hung up before run *run_id* finished, as well as we know, and the
+        kernel's exit code if it exited."""
         exit_code: int | None = None
         why = "the kernel's runner closed the connection"
         with trio.move_on_after(EXIT_WAIT):
             while True:
                 try:
-                    info = await self.registry.backend.inspect(run.kernel_id)
+                    info = await self.registry.backend.inspect(kernel_id)
                 except KernelNotFound:
                     why = "the kernel is gone"
                     break
@@ -321,7 +330,4 @@ class ExecutionService:
                         why += " (killed: out of memory, or SIGKILL)"
                     break
                 await trio.sleep(0.1)
-        run.add([["stderr", f"\n[{why} before run {run.run_id!r} finished]\n"]])
-        run.final = True
-        run.milestone = {"status": "finished", "exit_code": exit_code}
-        run.notify()
+        return f"\n[{why} before run {run_id!r} finished]\n", exit_code

@@ -20,6 +20,7 @@ from ..errors import (
 )
 from ..httpserver import guard_with_secret, problem_response
 from .backend import KernelInfo
+from .exec_channel import add_exec_channel
 from .exec_routes import add_execution_routes
 from .execution import ExecutionService
 from .file_routes import UploadMiddleware, add_file_routes
@@ -129,6 +130,7 @@ def create_rpc_app(
 
     if execution is not None:
         add_execution_routes(app, execution)
+        add_exec_channel(app, execution)
         add_file_routes(app, execution)
         add_service_routes(app, execution)
         app.asgi_app = UploadMiddleware(  # type: ignore[method-assign,assignment]

@@ -71,18 +71,36 @@ class RunnerConnection:
     async def receive(self) -> dict[str, Any] | None:
         """The next message, or None when the runner closed the connection."""
         try:
-            while len(self._buf) < _HEADER.size:
-                if not await self._fill():
-                    return None
-            (length,) = _HEADER.unpack_from(self._buf)
-            if length > MAX_FRAME:
-                raise KernelError(
-                    f"kernel {self.kernel_id!r}: runner frame of {length} bytes exceeds {MAX_FRAME}"
-                )
-            while len(self._buf) < _HEADER.size + length:
+            while True:
+                message = self._take()
+                if message is not None:
+                    return message
                 if not await self._fill():
                     return None
         except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return None
+
+    async def receive_batch(self) -> list[dict[str, Any]] | None:
+        """The next message and every whole one already received after it; None when the
+        runner closed the connection before another."""
+        first = await self.receive()
+        if first is None:
+            return None
+        batch = [first]
+        while (message := self._take()) is not None:
+            batch.append(message)
+        return batch
+
+    def _take(self) -> dict[str, Any] | None:
+        """The first whole frame in the buffer, decoded and removed; None if there is none."""
+        if len(self._buf) < _HEADER.size:
+            return None
+        (length,) = _HEADER.unpack_from(self._buf)
+        if length > MAX_FRAME:
+            raise KernelError(
+                f"kernel {self.kernel_id!r}: runner frame of {length} bytes exceeds {MAX_FRAME}"
+            )
+        if len(self._buf) < _HEADER.size + length:
             return None
         body = bytes(self._buf[_HEADER.size : _HEADER.size + length])
         del self._buf[: _HEADER.size + length]

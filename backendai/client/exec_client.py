@@ -22,8 +22,10 @@ from .api import APIClient, APIResponseError
 
 __all__ = [
     "ExecResult",
+    "ExecStream",
     "download",
     "list_files",
+    "open_exec_stream",
     "open_pty",
     "stream_execute",
     "upload",
@@ -69,20 +71,23 @@ async def _websocket(
         raise UnavailableError(f"cannot reach the manager at {api.endpoint}: {e}") from e
 
 
-async def stream_execute(
-    api: APIClient,
-    ref: str,
-    *,
-    mode: str,
-    code: str = "",
-    options: dict[str, Any] | None = None,
-    on_result: Callable[[ExecResult], None],
-    ask_input: Callable[[ExecResult], Awaitable[str]],
-) -> ExecResult:
-    """Run code (query) or commands (batch) over the execute websocket; returns the final result."""
-    async with _websocket(
-        api, _session_path(ref).replace("/session/", "/stream/session/", 1) + "/execute"
-    ) as ws:
+class ExecStream:
+    """An open execute websocket: runs, one after another, without a handshake each."""
+
+    def __init__(self, ws: trio_websocket.WebSocketConnection) -> None:
+        self.ws = ws
+
+    async def run(
+        self,
+        *,
+        mode: str,
+        code: str = "",
+        options: dict[str, Any] | None = None,
+        on_result: Callable[[ExecResult], None],
+        ask_input: Callable[[ExecResult], Awaitable[str]],
+    ) -> ExecResult:
+        """Run code (query) or commands (batch); returns the final result."""
+        ws = self.ws
         await ws.send_message(json.dumps({"mode": mode, "code": code, "options": options or {}}))
         while True:
             try:
@@ -99,6 +104,31 @@ async def stream_execute(
                 return result
             if result["status"] == "waiting-input":
                 await ws.send_message(await ask_input(result))
+
+
+@asynccontextmanager
+async def open_exec_stream(api: APIClient, ref: str) -> AsyncIterator[ExecStream]:
+    """The execute websocket of session *ref*, kept open for several runs."""
+    path = _session_path(ref).replace("/session/", "/stream/session/", 1) + "/execute"
+    async with _websocket(api, path) as ws:
+        yield ExecStream(ws)
+
+
+async def stream_execute(
+    api: APIClient,
+    ref: str,
+    *,
+    mode: str,
+    code: str = "",
+    options: dict[str, Any] | None = None,
+    on_result: Callable[[ExecResult], None],
+    ask_input: Callable[[ExecResult], Awaitable[str]],
+) -> ExecResult:
+    """One run (query or batch) on an execute websocket of its own; returns the final result."""
+    async with open_exec_stream(api, ref) as stream:
+        return await stream.run(
+            mode=mode, code=code, options=options, on_result=on_result, ask_input=ask_input
+        )
 
 
 @asynccontextmanager

@@ -11,17 +11,21 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import trio
 
 from ..config import Secret
 from ..errors import RPCError
+from .exec_channels import ExecChannels
 
 __all__ = ["AgentClient", "open_agent_client"]
 
 
 class AgentClient:
-    def __init__(self, client: httpx.AsyncClient, secret: Secret) -> None:
+    def __init__(self, client: httpx.AsyncClient, secret: Secret, channels: ExecChannels) -> None:
         self._client = client
         self._secret = secret
+        # Kept-alive execute channels, for the execute websocket's runs.
+        self.exec = channels
 
     def websocket(self, addr: str, path: str) -> tuple[str, list[tuple[bytes, bytes]]]:
         """URL and headers for a websocket to the agent (pty)."""
@@ -155,5 +159,14 @@ async def open_agent_client(
 ) -> AsyncIterator[AgentClient]:
     headers = {"Authorization": f"Bearer {secret.reveal()}"}
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
-    async with httpx.AsyncClient(headers=headers, timeout=request_timeout, limits=limits) as client:
-        yield AgentClient(client, secret)
+    async with (
+        httpx.AsyncClient(headers=headers, timeout=request_timeout, limits=limits) as client,
+        trio.open_nursery() as nursery,
+    ):
+        channels = ExecChannels(nursery, secret)
+        nursery.start_soon(channels.serve_sweeper)
+        try:
+            yield AgentClient(client, secret, channels)
+        finally:
+            channels.close()
+            nursery.cancel_scope.cancel()

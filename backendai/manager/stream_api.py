@@ -2,9 +2,12 @@
 
 ``/stream/session/{id}/execute``: the first message is ``{mode, code, options}``;
 results follow as they come; on ``waiting-input`` the client answers with a raw
-string; the stream ends at a finished status.  A client that goes away mid-run
-has its run interrupted.  ``/stream/session/{id}/pty`` is spliced to the
-agent's pty websocket, message for message.
+string; the run ends at a finished status, and the socket then takes the next
+run's first message (Backend.AI's clients close it instead).  Runs go over a
+kept-alive execute channel to the agent (:mod:`.exec_channels`), which relays
+the kernel runner's frames as they come.  A client that goes away mid-run has
+its run interrupted (its channel closes).  ``/stream/session/{id}/pty`` is
+spliced to the agent's pty websocket, message for message.
 """
 
 from __future__ import annotations
@@ -22,17 +25,13 @@ from quart_trio import QuartTrio
 from ..errors import APIError, InvalidAPIParameters, RPCError
 from .api import Caller
 from .context import ManagerContext
-from .exec_api import batch_options, execute_step
-from .kernel_access import KernelTarget, session_target
+from .exec_api import batch_options, result_json
+from .kernel_access import ACTIVITY_WRITE_INTERVAL, KernelTarget, api_error, session_target
 from .session_api import owner_scope
 
-__all__ = ["MESSAGE_BYTES", "WS_FLUSH_SECONDS", "add_stream_routes", "split_result"]
+__all__ = ["MESSAGE_BYTES", "add_stream_routes", "fold_frames", "split_result"]
 
 log = logging.getLogger(__name__)
-# Streams forward output promptly: each step returns after this much collection at most.
-WS_FLUSH_SECONDS = 0.2
-_FINAL = ("finished", "exec-timeout")
-_INTERRUPT_TIMEOUT = 5.0
 # Console bytes per websocket message (JSON-encoded), give or take one piece.
 MESSAGE_BYTES = 256 * 1024
 # Output strings are cut into pieces of this many characters (a piece encodes to
@@ -92,46 +91,107 @@ async def _target(ctx: ManagerContext, ref: str) -> KernelTarget:
     return await session_target(ctx, ref, owner_scope(caller))
 
 
+def fold_frames(
+    run_id: str, frames: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], APIError | None, bool]:
+    """An agent channel's frames as API results: (results, the error that ended the run,
+    whether the run ended).  Console items ride with the status that follows them."""
+    results: list[dict[str, Any]] = []
+    console: list[list[Any]] = []
+
+    def emit(status: str, **extra: Any) -> None:
+        nonlocal console
+        results.append(result_json(run_id, {"status": status, "console": console, **extra}))
+        console = []
+
+    for frame in frames:
+        op = frame.get("op")
+        if op == "console":
+            for item in frame.get("items") or []:
+                if item[0] in ("stdout", "stderr") and console and console[-1][0] == item[0]:
+                    console[-1] = [item[0], console[-1][1] + item[1]]
+                else:
+                    console.append(item)
+        elif op == "waiting-input":
+            emit("waiting-input", options={"is_password": bool(frame.get("is_password"))})
+        elif op == "step":
+            emit(str(frame.get("status")), exit_code=frame.get("exit_code"))
+        elif op == "finished":
+            emit(
+                str(frame.get("status")),
+                exit_code=frame.get("exit_code"),
+                files=frame.get("files") or [],
+            )
+            return results, None, True
+        elif op == "error":
+            if console:
+                emit("continued")
+            status = frame.get("status")
+            e = RPCError(
+                str(frame.get("message")),
+                status=status if isinstance(status, int) else 500,
+                detail=str(frame.get("message")),
+            )
+            return results, api_error(e, f"executing run {run_id}"), True
+    if console:
+        emit("continued")
+    return results, None, False
+
+
+async def _relay_run(
+    ctx: ManagerContext, target: KernelTarget, mode: str, code: str, options: dict[str, Any]
+) -> None:
+    """One run over a kept-alive agent channel, its results sent as they come; an error
+    that ends the run is raised (as an APIError)."""
+    run_id = secrets.token_hex(8)
+    execute = {
+        "op": "execute",
+        "kernel_id": target.kernel_id,
+        "run_id": run_id,
+        "mode": mode,
+        "code": code,
+        "options": options,
+    }
+    what = f"executing in session {target.session_name!r}"
+    try:
+        async with ctx.agents.exec.run(target.agent_addr, execute) as channel:
+            while True:
+                results, error, ended = fold_frames(run_id, await channel.receive())
+                for result in results:
+                    for message in split_result(result):
+                        await websocket.send(json.dumps(message))
+                if ended:
+                    channel.reusable = True
+                    if error is not None:
+                        raise error
+                    return
+                if results and results[-1]["status"] == "waiting-input":
+                    answer = await websocket.receive()
+                    text = answer if isinstance(answer, str) else answer.decode(errors="replace")
+                    await channel.send({"op": "input", "data": text})
+    except RPCError as e:
+        raise api_error(e, what) from e
+
+
 def add_stream_routes(app: QuartTrio, ctx: ManagerContext) -> None:
     @app.websocket("/stream/session/<ref>/execute")
     async def stream_execute(ref: str) -> None:
+        """Runs, one after another: Backend.AI's clients close the socket after the first
+        one finishes; a client that keeps it open saves a handshake per run."""
         target = await _target(ctx, ref)
+        looked_up = trio.current_time()
         await websocket.accept()
-        run_id = secrets.token_hex(8)
-        finished = False
-        try:
-            mode, code, options = _first_message(await websocket.receive())
-            while True:
-                result = await execute_step(
-                    ctx, target, mode, run_id, code, options, WS_FLUSH_SECONDS
-                )
-                if result["console"] or result["status"] != "continued":
-                    for message in split_result(result):
-                        await websocket.send(json.dumps(message))
-                if result["status"] in _FINAL:
-                    finished = True
-                    break
-                if result["status"] == "waiting-input":
-                    answer = await websocket.receive()
-                    mode, code = "input", answer if isinstance(answer, str) else answer.decode()
-                else:
-                    mode, code = "continue", ""
-                options = {}
-        except APIError as e:
-            finished = True
-            await websocket.send(json.dumps({"status": "error", "msg": str(e)}))
-        finally:
-            if not finished:
-                with trio.move_on_after(_INTERRUPT_TIMEOUT, shield=True):
-                    try:
-                        await ctx.agents.interrupt(target.agent_addr, target.kernel_id)
-                        log.info(
-                            "client left run %s of session %s: interrupted it",
-                            run_id,
-                            target.session_name,
-                        )
-                    except RPCError as e:
-                        log.warning("could not interrupt the abandoned run %s: %s", run_id, e)
+        while True:
+            raw = await websocket.receive()
+            if trio.current_time() - looked_up >= ACTIVITY_WRITE_INTERVAL:
+                # Still running?  Also notes the session's activity.
+                target = await _target(ctx, ref)
+                looked_up = trio.current_time()
+            try:
+                mode, code, options = _first_message(raw)
+                await _relay_run(ctx, target, mode, code, options)
+            except APIError as e:
+                await websocket.send(json.dumps({"status": "error", "msg": str(e)}))
 
     @app.websocket("/stream/session/<ref>/pty")
     async def stream_pty(ref: str) -> None:
