@@ -13,8 +13,10 @@ import pytest
 import trio
 import trio_websocket
 
+from backendai.agent import exec_channel
 from backendai.config import Secret
 from backendai.errors import RPCError
+from backendai.manager import exec_channels
 from backendai.manager.exec_channels import ExecChannel, ExecChannels
 from tests.exec_agent import SECRET, ExecAgent, open_exec_agent
 
@@ -182,4 +184,41 @@ async def test_a_wrong_secret_is_refused(agent: ExecAgent) -> None:
             async with pool.run(_addr(agent), _execute("k", "pass")):
                 pass
         assert refused.value.status == 401
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_quiet_run_gets_keepalives(
+    agent: ExecAgent, channels: ExecChannels, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(exec_channel, "KEEPALIVE_SECONDS", 0.2)
+    kid = await agent.kernel()
+    batches: list[list[dict[str, Any]]] = []
+    async with channels.run(_addr(agent), _execute(kid, "import time\ntime.sleep(1.5)")) as ch:
+        with trio.fail_after(30):
+            while not batches or batches[-1][-1:] == [] or batches[-1][-1]["op"] != "finished":
+                batches.append(await ch.receive())
+        ch.reusable = True
+    assert batches.count([]) >= 3
+    assert batches[-1][-1]["exit_code"] == 0
+
+
+async def test_an_agent_gone_silent_ends_the_run_with_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(exec_channels, "SILENCE_TIMEOUT", 0.5)
+
+    async def black_hole(request: trio_websocket.WebSocketRequest) -> None:
+        ws = await request.accept()
+        await ws.get_message()  # the execute; never answered
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(
+            trio_websocket.serve_websocket, black_hole, "127.0.0.1", 0, None
+        )
+        addr = f"127.0.0.1:{server.port}"
+        pool = ExecChannels(nursery, Secret(SECRET))
+        with pytest.raises(RPCError, match=r"nothing on the execute channel for 0\.5 s"):
+            async with pool.run(addr, _execute("k", "pass")) as channel:
+                await channel.receive()
         nursery.cancel_scope.cancel()

@@ -16,6 +16,8 @@ they come, so a run costs one message each way on an open connection::
       {"op": "step", "status": "build-finished" | "clean-finished", "exit_code"}
       {"op": "finished", "status": "finished" | "exec-timeout", "exit_code", "files"}
       {"op": "error", "status": int, "message": str}
+    and, while a run is silent, an empty list every ``KEEPALIVE_SECONDS`` (so that a
+    manager can tell a quiet run from an agent that is gone)
 
 A run ends at ``finished`` or ``error``; the channel then takes the next
 ``execute``.  Backpressure is end to end: the runner is read only as fast as
@@ -42,6 +44,7 @@ __all__ = ["add_exec_channel"]
 log = logging.getLogger(__name__)
 
 _RUN_FRAMES = ("console", "waiting-input", "step", "finished")
+KEEPALIVE_SECONDS = 10.0
 
 
 def add_exec_channel(app: QuartTrio, service: ExecutionService) -> None:
@@ -137,7 +140,12 @@ async def _outputs(
 ) -> None:
     what = f"execute run {run_id!r} in kernel {kernel_id!r}"
     while True:
-        batch = await conn.receive_batch()
+        batch: list[dict[str, Any]] | None = []
+        with trio.move_on_after(KEEPALIVE_SECONDS):
+            batch = await conn.receive_batch()
+        if batch == []:
+            await _send([])
+            continue
         if batch is None:
             note, exit_code = await service.lost_note(kernel_id, run_id)
             await _send(

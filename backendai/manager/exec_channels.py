@@ -31,6 +31,8 @@ MAX_IDLE_PER_AGENT = 32
 # The runner's frames are at most a few hundred KiB; leave room for JSON escaping.
 MAX_MESSAGE = 16 * 1024 * 1024
 CONNECT_TIMEOUT = 10.0
+# The agent sends something at least every 10 s of a run (an empty list when it is quiet).
+SILENCE_TIMEOUT = 35.0
 
 
 class ExecChannel:
@@ -50,8 +52,16 @@ class ExecChannel:
             raise RPCError(f"agent at {self.addr}: execute channel closed ({e.reason})") from e
 
     async def receive(self) -> list[dict[str, Any]]:
+        """The next frames (an empty list: the run is quiet); RPCError when the channel
+        closed, or the agent sent nothing for SILENCE_TIMEOUT seconds."""
         try:
-            raw = await self.ws.get_message()
+            with trio.fail_after(SILENCE_TIMEOUT):
+                raw = await self.ws.get_message()
+        except trio.TooSlowError as e:
+            raise RPCError(
+                f"agent at {self.addr}: nothing on the execute channel for "
+                f"{SILENCE_TIMEOUT:g} s; the agent is gone or stuck"
+            ) from e
         except trio_websocket.ConnectionClosed as e:
             raise RPCError(
                 f"agent at {self.addr}: execute channel closed mid-run ({e.reason})"
