@@ -38,6 +38,7 @@ class PinningDummy(DummyBackend):
     """Records each kernel's allocation and container resources when it is first created."""
 
     pins_resources = True
+    shares_host_network = True
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]

@@ -1,7 +1,8 @@
 """Jupyter in a real Docker session, through the app proxy in both modes.
 
 The stock image's Jupyter (pip-installed when the image is built) is started by
-start-service on a port the agent picks (host networking); a notebook kernel
+start-service on a port the agent picks: with host networking in port mode, and in
+wildcard mode with none (the agent forwards through the kernel runner); a notebook kernel
 executes code over the proxied websocket; anonymous requests to Jupyter are
 refused; the image's public web app needs no login; after destroy: 404.
 """
@@ -42,7 +43,12 @@ async def cluster(request: pytest.FixtureRequest, kernel_image: str) -> AsyncIte
     data_dir = Path(tempfile.mkdtemp(prefix="bai-jup-"))
     config = cluster_config(
         data_dir,
-        agent={"backend": "docker", "network_mode": "host", "cpu": 4.0, "mem": "8g"},
+        agent={
+            "backend": "docker",
+            "network_mode": "none" if request.param == "wildcard" else "host",
+            "cpu": 4.0,
+            "mem": "8g",
+        },
         appproxy={
             "mode": request.param,
             "domain": "apps.test",

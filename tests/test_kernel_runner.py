@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -143,3 +146,52 @@ async def test_a_stale_socket_file_is_replaced(tmp_path: Path) -> None:
         process.terminate()
         with trio.move_on_after(READY_TIMEOUT, shield=True):
             await process.wait()
+
+
+async def _connect_through(runner: RunningRunner, port: int) -> tuple[trio.SocketStream, bytes]:
+    """A connection turned raw by the ``connect`` op, and the bytes after its reply."""
+    stream = await trio.open_unix_socket(str(runner.socket))
+    await send_frame(stream, json.dumps({"op": "connect", "port": port}).encode())
+    buf = b""
+    while len(buf) < 4 or len(buf) < 4 + int.from_bytes(buf[:4], "big"):
+        chunk = await stream.receive_some()
+        assert chunk, "the runner closed the connection before its reply"
+        buf += chunk
+    end = 4 + int.from_bytes(buf[:4], "big")
+    assert json.loads(buf[4:end]) == {"op": "connected", "port": port}
+    return stream, buf[end:]
+
+
+async def test_connect_carries_an_app_connection_with_half_closes(runner: RunningRunner) -> None:
+    async def app(stream: trio.SocketStream) -> None:
+        await stream.send_all(b"banner\n")  # the app speaks first, as SSH does
+        total = 0
+        while data := await stream.receive_some():
+            total += len(data)
+        await stream.send_all(f"got {total}\n".encode())  # after the client's half-close
+
+    async with trio.open_nursery() as nursery:
+        [listener] = await nursery.start(partial(trio.serve_tcp, app, 0, host="127.0.0.1"))
+        port = listener.socket.getsockname()[1]
+        stream, received = await _connect_through(runner, port)
+        payload = os.urandom(3 * 1024 * 1024)
+        with trio.fail_after(30):
+            await stream.send_all(payload)
+            await stream.send_eof()
+            while chunk := await stream.receive_some():
+                received += chunk
+        await stream.aclose()
+        nursery.cancel_scope.cancel()
+    assert received == f"banner\ngot {len(payload)}\n".encode()
+
+
+async def test_connect_to_a_bad_or_closed_port_is_refused(runner: RunningRunner) -> None:
+    bad = await runner_request(runner.socket, {"op": "connect", "port": 0})
+    assert (bad["op"], bad["error"]) == ("error", "bad-request")
+    assert "invalid port 0" in bad["message"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
+    refused = await runner_request(runner.socket, {"op": "connect", "port": closed_port})
+    assert (refused["op"], refused["error"]) == ("error", "unavailable")
+    assert f"nothing accepts connections on port {closed_port}" in refused["message"]

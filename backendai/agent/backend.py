@@ -97,6 +97,9 @@ class ComputeBackend(Protocol):
     # Whether create() applies ``spec.allocation`` (pins CPUs, memory nodes, devices) and
     # list() reports it; only then does the agent allocate the host's devices to kernels.
     pins_resources: bool
+    # Whether kernels listen on this host's own network (apps are reached directly), or in
+    # a network of their own (apps are forwarded through the kernel runner).
+    shares_host_network: bool
 
     async def capacity(self) -> ResourceSlots:
         """What this node offers to kernels (cpu, mem, ...)."""

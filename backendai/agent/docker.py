@@ -85,6 +85,7 @@ class DockerBackend:
 
     def __init__(self, config: AgentConfig, *, agent_id: str, scratch_dir: Path) -> None:
         self.config = config
+        self.shares_host_network = config.network_mode == "host"
         self.agent_id = agent_id
         self.scratch_dir = scratch_dir
         self._where = config.docker_url or os.environ.get("DOCKER_HOST") or "the local socket"

@@ -58,6 +58,7 @@ class DummyBackend:
 
     name = "dummy"
     pins_resources = False
+    shares_host_network = True
 
     def __init__(self, config: AgentConfig, *, agent_id: str, scratch_dir: Path) -> None:
         self.config = config

@@ -62,6 +62,7 @@ class LocalBackend:
 
     name = "local"
     pins_resources = False
+    shares_host_network = True
 
     def __init__(self, config: AgentConfig, *, agent_id: str, scratch_dir: Path) -> None:
         self.config = config

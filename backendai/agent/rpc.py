@@ -19,6 +19,7 @@ from ..errors import (
     KernelNotFound,
 )
 from ..httpserver import guard_with_secret, problem_response
+from .app_forward import AppForwarder
 from .backend import KernelInfo
 from .exec_channel import add_exec_channel
 from .exec_routes import add_execution_routes
@@ -54,9 +55,11 @@ def create_rpc_app(
     execution: ExecutionService | None = None,
     *,
     max_upload_bytes: int = 1 << 30,
+    forwarder: AppForwarder | None = None,
 ) -> QuartTrio:
-    """The agent's API; with *execution*, also code execution, terminals and files
-    (uploads up to *max_upload_bytes*: ``agent.max_upload_bytes``)."""
+    """The agent's API; with *execution*, also code execution, terminals, files
+    (uploads up to *max_upload_bytes*: ``agent.max_upload_bytes``) and apps (reached
+    through *forwarder* where kernels do not share the host's network)."""
     app = QuartTrio("backendai.agent")
     guard_with_secret(app, secret)
 
@@ -132,7 +135,7 @@ def create_rpc_app(
         add_execution_routes(app, execution)
         add_exec_channel(app, execution)
         add_file_routes(app, execution)
-        add_service_routes(app, execution)
+        add_service_routes(app, execution, forwarder)
         app.asgi_app = UploadMiddleware(  # type: ignore[method-assign,assignment]
             app.asgi_app, execution, secret, max_upload_bytes
         )

@@ -114,6 +114,12 @@ class RunnerConnection:
             )
         return message
 
+    def take_buffered(self) -> bytes:
+        """What was received after the last whole frame (once a connection turns raw)."""
+        data = bytes(self._buf)
+        self._buf.clear()
+        return data
+
     async def _fill(self) -> bool:
         chunk = await self.stream.receive_some(256 * 1024)
         if not chunk:

@@ -4,9 +4,11 @@
 
     POST /v1/kernels/{kid}/services  {name, command, port?, env?, timeout?} -> {name, port, already}
 
-The agent picks a free port (kernels share the host's network, or the test's
-loopback) unless the manager names one, and asks the kernel's runner to start
-the app there; the answer comes once the app accepts connections.
+The agent picks a free port unless the manager names one, and asks the
+kernel's runner to start the app there; the answer comes once the app accepts
+connections.  The ``port`` answered is where app proxies reach the app on this
+agent's host: the app's own where kernels share the host's network, else that
+of a forward through the kernel runner (:mod:`.app_forward`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from ..errors import InvalidAPIParameters
+from .app_forward import AppForwarder
 from .execution import ExecutionService
 
 __all__ = ["add_service_routes", "free_port"]
@@ -51,7 +54,11 @@ def _service_request(raw: Any) -> dict[str, Any]:
     }
 
 
-def add_service_routes(app: QuartTrio, execution: ExecutionService) -> None:
+def add_service_routes(
+    app: QuartTrio, execution: ExecutionService, forwarder: AppForwarder | None
+) -> None:
+    """*forwarder*: None where kernels share the host's network (apps are reached directly)."""
+
     @app.route("/v1/kernels/<kernel_id>/services", methods=["POST"])
     async def start_service(kernel_id: str) -> Response:
         try:
@@ -62,9 +69,8 @@ def add_service_routes(app: QuartTrio, execution: ExecutionService) -> None:
         reply = await execution.request(
             kernel_id, message, f"kernel {kernel_id!r}: app {message['name']!r}"
         )
-        body = {
-            "name": reply["name"],
-            "port": reply["port"],
-            "already": reply.get("already", False),
-        }
+        port = int(reply["port"])
+        if forwarder is not None:
+            port = await forwarder.forward(kernel_id, str(reply["name"]), port)
+        body = {"name": reply["name"], "port": port, "already": reply.get("already", False)}
         return Response(json.dumps(body), content_type="application/json")

@@ -10,6 +10,7 @@ Ops that take over their connection and close it when done::
     execute   -> console / waiting-input / step frames, then finished
     pty       -> pty-started, out frames, exit
     archive   -> archive-started, data frames, end
+    connect   -> connected, then an app's TCP bytes raw both ways (:mod:`.tunnel`)
 
 Errors are ``{"op": "error", "error": slug, "message": ...}``; slugs:
 ``unknown-op``, ``bad-frame``, ``bad-request``, ``bad-path``, ``not-found``,
@@ -42,6 +43,7 @@ from .ptyop import serve_pty
 from .query import Interpreter, InterpreterError, QueryJob
 from .runloop import drive
 from .services import Services
+from .tunnel import op_connect
 from .wire import Connection, ProtocolError, error
 
 DEFAULT_IPC_DIR = "/opt/backendai/ipc"
@@ -192,6 +194,7 @@ class Runner:
         return {
             "archive": self.op_archive,
             "complete": self.op_complete,
+            "connect": op_connect,
             "execute": self.op_execute,
             "interrupt": self.op_interrupt,
             "list-files": self.files.list,
@@ -226,7 +229,7 @@ class Runner:
                 reply = handler(conn, request)
                 if reply is not None:
                     conn.send(reply)
-                if op in ("execute", "pty", "archive") and (
+                if op in ("execute", "pty", "archive", "connect") and (
                     reply is None or reply["op"] != "error"
                 ):
                     return  # the op used the connection up

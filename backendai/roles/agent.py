@@ -11,6 +11,7 @@ from typing import NoReturn
 import trio
 
 from ..agent.allocator import open_allocator
+from ..agent.app_forward import AppForwarder
 from ..agent.backends import open_compute_backend
 from ..agent.execution import ExecutionService
 from ..agent.heartbeat import serve_heartbeat
@@ -67,8 +68,16 @@ async def serve(
         execution = ExecutionService(registry, run_idle_timeout=cfg.run_idle_timeout)
         async with trio.open_nursery() as nursery:
             await nursery.start(execution.serve)
+            forwarder = None
+            if not backend.shares_host_network:
+                forwarder = AppForwarder(execution, cfg.host)
+                await nursery.start(forwarder.serve)
             rpc_app = create_rpc_app(
-                registry, config.cluster.secret, execution, max_upload_bytes=cfg.max_upload_bytes
+                registry,
+                config.cluster.secret,
+                execution,
+                max_upload_bytes=cfg.max_upload_bytes,
+                forwarder=forwarder,
             )
             port = await nursery.start(
                 serve_http,

@@ -1,0 +1,158 @@
+"""Apps of kernels whose network the proxy cannot reach, forwarded through the kernel runner.
+
+With Docker's ``host`` network an app listens on the agent's own host, where
+app proxies reach it.  With ``none`` (or a bridge, whose addresses are private
+to this host) it listens in the kernel's network namespace only.  For those,
+each started app gets a listener on the agent's host (``agent.host``, a port
+the system picks); each connection to it is carried to the app by the kernel
+runner's ``connect`` op (:mod:`backendai.kernel.tunnel`) over the runner's
+unix socket, raw both ways, half-closes passed on.
+
+A forward lives while its kernel does: a sweep every ``SWEEP_SECONDS`` closes
+the forwards of kernels this agent no longer has.  Starting the same app again
+keeps its forward (and so its route); an app restarted on another port in the
+kernel gets a new one.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import NoReturn
+
+import trio
+
+from ..errors import BackendAIError
+from .execution import ExecutionService
+from .runner_client import RunnerConnection
+
+__all__ = ["AppForwarder"]
+
+log = logging.getLogger(__name__)
+
+SWEEP_SECONDS = 15.0
+CHUNK = 65536
+
+
+@dataclass
+class _Forward:
+    app_port: int
+    port: int
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+
+
+class AppForwarder:
+    def __init__(self, service: ExecutionService, host: str) -> None:
+        self.service = service
+        self.host = host
+        self._forwards: dict[tuple[str, str], _Forward] = {}
+        self._nursery: trio.Nursery | None = None
+
+    async def serve(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> NoReturn:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            try:
+                while True:
+                    await trio.sleep(SWEEP_SECONDS)
+                    await self.sweep()
+            finally:
+                self._nursery = None
+        raise AssertionError("the app forwarder's nursery ended without being cancelled")
+
+    def port_of(self, kernel_id: str, app: str) -> int | None:
+        found = self._forwards.get((kernel_id, app))
+        return found.port if found is not None else None
+
+    async def forward(self, kernel_id: str, app: str, app_port: int) -> int:
+        """The port on this host that reaches *app* (on *app_port* in the kernel)."""
+        if self._nursery is None:
+            raise BackendAIError("the agent's app forwarder is not running")
+        key = (kernel_id, app)
+        found = self._forwards.get(key)
+        if found is not None and found.app_port == app_port and not found.scope.cancel_called:
+            return found.port
+        if found is not None:
+            found.scope.cancel()
+        [listener] = await trio.open_tcp_listeners(0, host=self.host)
+        port = int(listener.socket.getsockname()[1])
+        fwd = self._forwards[key] = _Forward(app_port, port)
+        self._nursery.start_soon(self._serve_forward, listener, kernel_id, app, fwd)
+        log.info(
+            "app %s of kernel %s: forwarding %s:%d to port %d in the kernel",
+            app,
+            kernel_id,
+            self.host,
+            port,
+            app_port,
+        )
+        return port
+
+    async def sweep(self) -> None:
+        """Close the forwards of kernels that are gone."""
+        if not self._forwards:
+            return
+        alive = {k.kernel_id for k in await self.service.registry.backend.list()}
+        for (kernel_id, app), fwd in list(self._forwards.items()):
+            if kernel_id not in alive:
+                log.info("kernel %s is gone: closing the forward of its app %s", kernel_id, app)
+                self.close(kernel_id, app, fwd)
+
+    def close(self, kernel_id: str, app: str, fwd: _Forward) -> None:
+        fwd.scope.cancel()
+        if self._forwards.get((kernel_id, app)) is fwd:
+            del self._forwards[(kernel_id, app)]
+
+    async def _serve_forward(
+        self, listener: trio.SocketListener, kernel_id: str, app: str, fwd: _Forward
+    ) -> None:
+        with fwd.scope:
+            async with listener, trio.open_nursery() as nursery:
+                while True:
+                    try:
+                        stream = await listener.accept()
+                    except OSError as e:  # out of file descriptors, say: a moment later
+                        log.warning("app %s of kernel %s: accept failed: %s", app, kernel_id, e)
+                        await trio.sleep(0.1)
+                        continue
+                    nursery.start_soon(self._carry, stream, kernel_id, fwd.app_port)
+
+    async def _carry(self, client: trio.SocketStream, kernel_id: str, app_port: int) -> None:
+        async with client:
+            try:
+                conn = await self.service.connect(kernel_id)
+            except BackendAIError as e:
+                log.info("kernel %s: cannot carry a connection to its app: %s", kernel_id, e)
+                return
+            try:
+                await conn.request(
+                    {"op": "connect", "port": app_port},
+                    f"connect to port {app_port} in kernel {kernel_id!r}",
+                )
+            except BackendAIError as e:
+                log.info("%s", e)
+                await conn.aclose()
+                return
+            async with conn.stream:
+                await _splice(client, conn)
+
+
+async def _splice(client: trio.SocketStream, runner: RunnerConnection) -> None:
+    """Bytes both ways (what the runner sent after its reply first); half-closes passed on."""
+    leftover = runner.take_buffered()
+
+    async def pump(src: trio.SocketStream, dst: trio.SocketStream, first: bytes) -> None:
+        try:
+            if first:
+                await dst.send_all(first)
+            while data := await src.receive_some(CHUNK):
+                await dst.send_all(data)
+            await dst.send_eof()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            nursery.cancel_scope.cancel()  # one side broke: the connection is over
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pump, client, runner.stream, b"")
+        nursery.start_soon(pump, runner.stream, client, leftover)

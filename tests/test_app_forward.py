@@ -1,0 +1,89 @@
+"""Apps forwarded through the kernel runner, for kernels whose network the proxy cannot reach.
+
+On a real agent (local backend: a real runner process) the forwarder alone; then a
+whole cluster on Docker with ``none`` networking, where an app is reachable only
+through a forward, reached through the app proxy.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from functools import partial
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from backendai.agent.app_forward import AppForwarder
+from tests.exec_agent import ExecAgent, open_exec_agent
+
+from .cluster import cluster_config, open_cluster, wait_status
+from .conftest import KERNEL_IMAGE
+
+
+@pytest.fixture
+async def agent() -> AsyncIterator[ExecAgent]:
+    async with open_exec_agent("local") as opened:
+        yield opened
+
+
+async def _echo_upper(stream: trio.SocketStream) -> None:
+    while data := await stream.receive_some():
+        await stream.send_all(data.upper())
+
+
+async def test_a_forward_carries_connections_until_its_kernel_is_gone(agent: ExecAgent) -> None:
+    kid = await agent.kernel()
+    forwarder = AppForwarder(agent.service, "127.0.0.1")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(forwarder.serve)
+        [app] = await nursery.start(partial(trio.serve_tcp, _echo_upper, 0, host="127.0.0.1"))
+        app_port = app.socket.getsockname()[1]
+        port = await forwarder.forward(kid, "echo", app_port)
+        assert port != app_port
+        assert await forwarder.forward(kid, "echo", app_port) == port  # started again: kept
+        payload = os.urandom(512 * 1024).hex().encode()
+        with trio.fail_after(30):
+            async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+                await stream.send_all(payload)
+                await stream.send_eof()
+                got = b""
+                while chunk := await stream.receive_some():
+                    got += chunk
+        assert got == payload.upper()
+        # A forward to a port where nothing listens: the connection is closed at once.
+        closed = await forwarder.forward(kid, "nothing", 1)
+        async with await trio.open_tcp_stream("127.0.0.1", closed) as stream:
+            with trio.fail_after(10):
+                assert await stream.receive_some() == b""
+        await agent.backend.destroy(kid)
+        await forwarder.sweep()
+        assert forwarder.port_of(kid, "echo") is None
+        with pytest.raises(OSError, match="connect"):
+            await trio.open_tcp_stream("127.0.0.1", port)
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+async def test_an_app_in_a_kernel_without_network_is_reached_through_the_proxy(
+    tmp_path: Path, kernel_image: str
+) -> None:
+    config = cluster_config(tmp_path / "data", agent={"backend": "docker", "network_mode": "none"})
+    async with open_cluster(config) as cluster:
+        created = await cluster.api.create_session(KERNEL_IMAGE, max_wait=120)
+        sid = created["sessionId"]
+        await wait_status(cluster.api, sid, "RUNNING", deadline=120)
+        with trio.fail_after(120):
+            resp = await cluster.api.request(
+                "POST", f"/session/{sid}/start-service", json={"app": "web"}
+            )
+        url = httpx.URL(resp.json()["url"])
+        async with httpx.AsyncClient(timeout=30) as client:
+            page = await client.get(
+                f"http://127.0.0.1:{url.port}/", headers={"Host": url.netloc.decode()}
+            )
+        assert page.status_code == 200, page.text
+        assert "backendai web app" in page.text
