@@ -2,7 +2,7 @@
 
 On a real agent (local backend: a real runner process) the forwarder alone; then a
 whole cluster on Docker with ``none`` networking, where an app is reachable only
-through a forward, reached through the app proxy.
+through a forward, reached through the app proxy, before and after a restart.
 """
 
 from __future__ import annotations
@@ -76,14 +76,29 @@ async def test_an_app_in_a_kernel_without_network_is_reached_through_the_proxy(
         created = await cluster.api.create_session(KERNEL_IMAGE, max_wait=120)
         sid = created["sessionId"]
         await wait_status(cluster.api, sid, "RUNNING", deadline=120)
-        with trio.fail_after(120):
-            resp = await cluster.api.request(
-                "POST", f"/session/{sid}/start-service", json={"app": "web"}
-            )
-        url = httpx.URL(resp.json()["url"])
-        async with httpx.AsyncClient(timeout=30) as client:
-            page = await client.get(
-                f"http://127.0.0.1:{url.port}/", headers={"Host": url.netloc.decode()}
-            )
+
+        async def start_web() -> httpx.URL:
+            with trio.fail_after(120):
+                resp = await cluster.api.request(
+                    "POST", f"/session/{sid}/start-service", json={"app": "web"}
+                )
+            return httpx.URL(resp.json()["url"])
+
+        async def get(url: httpx.URL) -> httpx.Response:
+            async with httpx.AsyncClient(timeout=30) as client:
+                return await client.get(
+                    f"http://127.0.0.1:{url.port}/", headers={"Host": url.netloc.decode()}
+                )
+
+        url = await start_web()
+        page = await get(url)
         assert page.status_code == 200, page.text
         assert "backendai web app" in page.text
+        # A restart ends the kernel's apps: the route goes at once (404, not a dead 502),
+        # and starting the app again brings it back.
+        await cluster.api.request("PATCH", f"/session/{sid}")
+        gone = await get(url)
+        assert gone.status_code == 404, gone.text
+        again = await get(await start_web())
+        assert again.status_code == 200, again.text
+        assert "backendai web app" in again.text

@@ -5,8 +5,9 @@ get their routes back from ``app_routes``: the database is the truth, so a
 restarted proxy rebuilds its table at once.  A new app goes to the live proxy
 serving the fewest apps.  Routes of sessions that are no longer RUNNING are
 removed by :func:`serve_route_reaper` (woken on session changes, and
-periodically as a safety net); a proxy that misses the removal drops the
-route on its next announcement.
+periodically as a safety net), and those of a session whose kernels restart
+(its apps are gone) at once; a proxy that misses the removal drops the route
+on its next announcement.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ __all__ = [
     "announce",
     "pick_proxy",
     "proxy_call",
+    "remove_session_routes",
     "route_json",
     "serve_route_reaper",
 ]
@@ -155,8 +157,34 @@ async def _reap(ctx: ManagerContext) -> int:
         return [(r[0], r[1], r[2], r[3]) for r in rows]
 
     stale = await ctx.db.run(_stale)
+    await _remove(ctx, stale)
+    if stale:
+        log.info("removed the app routes of %d ended sessions", len({s for s, *_ in stale}))
+    return len({sid for sid, *_ in stale})
+
+
+async def remove_session_routes(ctx: ManagerContext, session_id: str) -> None:
+    """Take every app route of a session off its proxies and out of the table (its apps
+    are gone: the session's kernels restarted)."""
+
+    def _of(c: sa.Connection) -> list[tuple[str, str, str, str]]:
+        rows = c.execute(
+            sa.select(
+                app_routes.c.session_id, app_proxies.c.id, app_proxies.c.api_url, app_proxies.c.mode
+            )
+            .join(app_proxies, app_proxies.c.id == app_routes.c.proxy_id)
+            .where(app_routes.c.session_id == session_id)
+            .distinct()
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    await _remove(ctx, await ctx.db.run(_of))
+
+
+async def _remove(ctx: ManagerContext, rows: list[tuple[str, str, str, str]]) -> None:
+    """Remove the routes of (session id, proxy id, api url, mode) *rows*."""
     by_proxy: dict[ProxyRow, set[str]] = defaultdict(set)
-    for sid, pid, url, mode in stale:
+    for sid, pid, url, mode in rows:
         by_proxy[ProxyRow(pid, url, mode)].add(sid)
     for proxy, sids in by_proxy.items():
         for sid in sids:
@@ -164,13 +192,11 @@ async def _reap(ctx: ManagerContext) -> int:
                 await proxy_call(ctx, proxy, "DELETE", f"/v1/sessions/{sid}")
             except RPCError as e:  # it drops the route on its next announcement anyway
                 log.info("could not remove the apps of session %s from %s: %s", sid, proxy.id, e)
-    gone = {sid for sid, *_ in stale}
+    gone = {sid for sid, *_ in rows}
     if gone:
         await ctx.db.run(
             lambda c: c.execute(sa.delete(app_routes).where(app_routes.c.session_id.in_(gone)))
         )
-        log.info("removed the app routes of %d ended sessions", len(gone))
-    return len(gone)
 
 
 async def serve_route_reaper(

@@ -18,6 +18,7 @@ from quart_trio import QuartTrio
 from ..db.tables import agents, kernels, sessions
 from ..errors import InvalidAPIParameters, RPCError
 from .api import Caller, json_body, json_response
+from .app_proxies import remove_session_routes
 from .context import ManagerContext
 from .kernel_access import KernelTarget, api_error, main_kernel, session_target
 from .launcher import _agent_spec as agent_spec
@@ -178,6 +179,9 @@ def add_exec_routes(app: QuartTrio, ctx: ManagerContext) -> None:
             )
             return [dict(r) for r in rows.mappings()]
 
+        # Its apps end with the processes: their routes go (a clear 404, not a 502), and
+        # starting an app again registers it anew.
+        await remove_session_routes(ctx, s["id"])
         for k in await ctx.db.run(_all):
             try:
                 await ctx.agents.restart_kernel(k["rpc_addr"], agent_spec(k))
