@@ -1,6 +1,9 @@
-"""App tokens, per-app cookies and the auth gate (pure: a clock is passed in)."""
+"""App tokens, per-app cookies and the auth gate (a clock is passed in; spent tokens may be
+recorded in a directory)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -8,6 +11,7 @@ from backendai.netproxy import (
     AuthGate,
     Claims,
     Route,
+    SpentTokens,
     TokenError,
     client_allowed,
     cookie_name,
@@ -179,3 +183,28 @@ def test_a_token_opens_its_app_once() -> None:
     assert status(again) == 403
     assert again is not None
     assert b"was used already" in again
+
+
+def test_a_token_spent_in_one_process_is_refused_in_another(tmp_path: Path) -> None:
+    # Two gates over one directory: as the app proxy's worker processes share theirs.
+    first, second = (
+        AuthGate(SECRET, cookie_ttl=3600, spent=SpentTokens(tmp_path / "spent"), clock=lambda: NOW)
+        for _ in range(2)
+    )
+    head = parse_head(request(f"/?backendai_token={token()}"))
+    assert status(first(head, APP, "10.0.0.1")) == 302
+    refused = second(head, APP, "10.0.0.1")
+    assert status(refused) == 403
+    assert refused is not None
+    assert b"was used already" in refused
+    assert status(first(head, APP, "10.0.0.1")) == 403
+
+
+def test_spent_tokens_are_forgotten_once_expired(tmp_path: Path) -> None:
+    spent = SpentTokens(tmp_path / "spent")
+    assert spent.spend("a", NOW + 10, NOW)
+    assert not spent.spend("a", NOW + 10, NOW)
+    assert spent.spend("b", NOW + 100, NOW)
+    spent.sweep(NOW + 50)
+    assert len(list((tmp_path / "spent").iterdir())) == 1  # "a" expired, "b" kept
+    assert not spent.spend("b", NOW + 100, NOW + 50)

@@ -21,6 +21,7 @@ from .registry import AppRoute, Placement, PortRouter, RouteRegistry, wildcard_n
 from .route_api import RouteAPI, app_route_from_json, app_route_to_json
 from .routes import Gate, ProxySettings, Route, Router, RouteTable
 from .server import ProxyServer
+from .spent import SpentTokens
 from .tokens import Claims, TokenError, cookie_name, sign, verify
 from .upstreams import ConnectionLimiter
 from .wire import Side, splice
@@ -49,6 +50,7 @@ __all__ = [
     "RouteTable",
     "Router",
     "Side",
+    "SpentTokens",
     "TokenError",
     "announce_forever",
     "announce_once",

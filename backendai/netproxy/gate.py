@@ -19,6 +19,7 @@ from ..errors import InvalidAPIParameters
 from .head import RequestHead
 from .pages import page, redirect
 from .routes import Route
+from .spent import SpentTokens
 from .tokens import Claims, TokenError, cookie_name, sign, verify
 
 __all__ = ["TOKEN_PARAM", "AuthGate", "client_allowed", "client_ranges"]
@@ -80,6 +81,7 @@ class AuthGate:
         *,
         cookie_ttl: float,
         secure: bool = False,
+        spent: SpentTokens | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._secret = secret
@@ -87,12 +89,7 @@ class AuthGate:
         self._secure = secure
         self._clock = clock
         # Tokens already exchanged (until they expire): a token opens its app once.
-        self._spent: dict[str, float] = {}
-
-    def _spend(self, token: str, exp: float, now: float) -> None:
-        if len(self._spent) > 1000:
-            self._spent = {t: e for t, e in self._spent.items() if e >= now}
-        self._spent[token] = exp
+        self._spent = spent if spent is not None else SpentTokens()
 
     def __call__(self, head: RequestHead, route: Route, ip: str) -> bytes | None:
         what = repr(route.name)
@@ -125,10 +122,9 @@ class AuthGate:
             return page(403, f"the token for the app {what} was refused: {e}")
         if claims.owner != route.owner:
             return page(403, f"the token for the app {what} belongs to another user")
-        if token in self._spent:
+        if not self._spent.spend(token, claims.exp, now):
             log.info("refused a spent token for app %s from %s", route.name, ip)
             return page(403, f"the token for the app {what} was used already; ask for a new link")
-        self._spend(token, claims.exp, now)
         value = sign(self._secret, Claims("cookie", route.name, claims.owner, now + self._ttl))
         attrs = f"Path=/; Max-Age={int(self._ttl)}; HttpOnly; SameSite=Lax"
         if self._secure:

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -24,6 +25,7 @@ from .listen import tls_context
 from .registry import RouteRegistry
 from .routes import ProxySettings
 from .server import ProxyServer
+from .spent import SpentTokens
 
 __all__ = ["ENV", "worker_environment"]
 
@@ -48,7 +50,12 @@ async def serve_worker(spec: dict[str, Any]) -> None:
         ProxySettings(**spec["settings"]),
         host=spec["host"],
         tls=tls_context(spec["tls_cert"], spec["tls_key"]),
-        gate=AuthGate(spec["secret"], cookie_ttl=spec["cookie_ttl"], secure=bool(spec["tls_cert"])),
+        gate=AuthGate(
+            spec["secret"],
+            cookie_ttl=spec["cookie_ttl"],
+            secure=bool(spec["tls_cert"]),
+            spent=SpentTokens(Path(spec["spent_dir"])),
+        ),
         reuse_port=True,
     )
     async with trio.open_nursery() as nursery:

@@ -9,6 +9,7 @@ import socket
 import sys
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import NoReturn
 
 import trio
@@ -22,6 +23,7 @@ from ..netproxy import (
     RouteAPI,
     RouteFeed,
     RouteRegistry,
+    SpentTokens,
     announce_forever,
     bound_port,
     open_listeners,
@@ -95,6 +97,7 @@ async def start_workers(
         "host": cfg.host, "port": port, "domain": cfg.domain, "feed": str(path),
         "secret": config.cluster.secret.reveal(), "settings": settings,
         "cookie_ttl": cfg.cookie_ttl, "tls_cert": cfg.tls_cert, "tls_key": cfg.tls_key,
+        "spent_dir": str(spent_dir(config)),
     }  # fmt: skip
     for _ in range(cfg.workers - 1):
         nursery.start_soon(
@@ -110,6 +113,11 @@ async def start_workers(
     log.info("app proxy: %d worker processes follow the route table", cfg.workers - 1)
 
 
+def spent_dir(config: Config) -> Path:
+    """Where this proxy's processes record the tokens exchanged (one use each)."""
+    return config.data_dir / f"appproxy-{proxy_id(config.appproxy)}" / "spent-tokens"
+
+
 async def serve(
     config: Config,
     *,
@@ -120,7 +128,10 @@ async def serve(
     if not config.cluster.secret:
         raise ConfigError("cluster.secret is empty; the app proxy's route API and tokens need it")
     gate = AuthGate(
-        config.cluster.secret.reveal(), cookie_ttl=cfg.cookie_ttl, secure=bool(cfg.tls_cert)
+        config.cluster.secret.reveal(),
+        cookie_ttl=cfg.cookie_ttl,
+        secure=bool(cfg.tls_cert),
+        spent=SpentTokens(spent_dir(config)),
     )
     if cfg.workers < 1 or (cfg.workers > 1 and cfg.mode != "wildcard"):
         raise ConfigError(
