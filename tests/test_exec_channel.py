@@ -222,3 +222,25 @@ async def test_an_agent_gone_silent_ends_the_run_with_an_error(
             async with pool.run(addr, _execute("k", "pass")) as channel:
                 await channel.receive()
         nursery.cancel_scope.cancel()
+
+
+async def test_a_runner_sending_garbage_ends_the_run_with_an_error(channels: ExecChannels) -> None:
+    async with open_exec_agent("local") as agent:
+        ipc = agent.scratch / "garbled" / "ipc"
+        ipc.mkdir(parents=True)
+
+        async def garbled(stream: trio.SocketStream) -> None:
+            await stream.receive_some()  # the execute
+            await stream.send_all(b"\x00\x00\x00\x05notjs")
+
+        listener = trio.socket.socket(trio.socket.AF_UNIX)
+        await listener.bind(str(ipc / "runner.sock"))
+        listener.listen()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, garbled, [trio.SocketListener(listener)])
+            async with channels.run(_addr(agent), _execute("garbled", "print(1)")) as channel:
+                frames = await _to_end(channel)
+            nursery.cancel_scope.cancel()
+    assert frames[-1]["op"] == "error"
+    assert frames[-1]["status"] == 500
+    assert "runner sent a bad frame" in frames[-1]["message"]

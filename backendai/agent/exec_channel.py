@@ -128,8 +128,10 @@ async def relay_run(service: ExecutionService, kernel_id: str, req: ExecuteReque
             nursery.start_soon(inputs)
             await _outputs(service, conn, kernel_id, req.run_id)
             nursery.cancel_scope.cancel()
-    except BackendAIError as e:  # the runner connection broke or sent garbage
-        await _send([error_frame(e)])
+    except* BackendAIError as group:  # the runner connection broke or sent garbage
+        broken = group.exceptions[0]
+        assert isinstance(broken, BackendAIError)
+        await _send([error_frame(broken)])
     finally:
         await conn.aclose()
     return in_order
