@@ -17,7 +17,8 @@ import pytest
 import trio
 
 from backendai.agent.app_forward import AppForwarder
-from tests.exec_agent import ExecAgent, open_exec_agent
+from backendai.netproxy import forward_preamble
+from tests.exec_agent import SECRET, ExecAgent, open_exec_agent
 
 from .cluster import cluster_config, open_cluster, wait_status
 from .conftest import KERNEL_IMAGE
@@ -34,9 +35,18 @@ async def _echo_upper(stream: trio.SocketStream) -> None:
         await stream.send_all(data.upper())
 
 
+async def _closed_unanswered(stream: trio.SocketStream) -> bool:
+    """The peer closed without a byte (an end, or a reset: our bytes were left unread)."""
+    try:
+        return await stream.receive_some() == b""
+    except trio.BrokenResourceError:
+        return True
+
+
 async def test_a_forward_carries_connections_until_its_kernel_is_gone(agent: ExecAgent) -> None:
     kid = await agent.kernel()
-    forwarder = AppForwarder(agent.service, "127.0.0.1")
+    forwarder = AppForwarder(agent.service, "127.0.0.1", SECRET)
+    preamble = forward_preamble(SECRET)
     async with trio.open_nursery() as nursery:
         await nursery.start(forwarder.serve)
         [app] = await nursery.start(partial(trio.serve_tcp, _echo_upper, 0, host="127.0.0.1"))
@@ -47,15 +57,22 @@ async def test_a_forward_carries_connections_until_its_kernel_is_gone(agent: Exe
         payload = os.urandom(512 * 1024).hex().encode()
         with trio.fail_after(30):
             async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
-                await stream.send_all(payload)
+                await stream.send_all(preamble + payload)
                 await stream.send_eof()
                 got = b""
                 while chunk := await stream.receive_some():
                     got += chunk
         assert got == payload.upper()
+        # Without the preamble (not an app proxy), or with a wrong one: closed, unanswered.
+        for opening in (b"GET / HTTP/1.1\r\n\r\n", forward_preamble("another secret")):
+            async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+                await stream.send_all(opening + b"hello")
+                with trio.fail_after(10):
+                    assert await _closed_unanswered(stream)
         # A forward to a port where nothing listens: the connection is closed at once.
         closed = await forwarder.forward(kid, "nothing", 1)
         async with await trio.open_tcp_stream("127.0.0.1", closed) as stream:
+            await stream.send_all(preamble)
             with trio.fail_after(10):
                 assert await stream.receive_some() == b""
         await agent.backend.destroy(kid)

@@ -6,7 +6,10 @@ to this host) it listens in the kernel's network namespace only.  For those,
 each started app gets a listener on the agent's host (``agent.host``, a port
 the system picks); each connection to it is carried to the app by the kernel
 runner's ``connect`` op (:mod:`backendai.kernel.tunnel`) over the runner's
-unix socket, raw both ways, half-closes passed on.
+unix socket, raw both ways, half-closes passed on.  A connection must open
+with the forward preamble app proxies send (a key derived from the cluster
+secret): the listener is on the agent's network, and the app behind it (a
+token-less Jupyter, say) must be reached only through a proxy's auth.
 
 A forward lives while its kernel does: a sweep every ``SWEEP_SECONDS`` closes
 the forwards of kernels this agent no longer has.  Starting the same app again
@@ -16,6 +19,7 @@ kernel gets a new one.
 
 from __future__ import annotations
 
+import hmac
 import logging
 from dataclasses import dataclass, field
 from typing import NoReturn
@@ -23,6 +27,7 @@ from typing import NoReturn
 import trio
 
 from ..errors import BackendAIError
+from ..netproxy import forward_preamble
 from .execution import ExecutionService
 from .runner_client import RunnerConnection
 
@@ -32,6 +37,7 @@ log = logging.getLogger(__name__)
 
 SWEEP_SECONDS = 15.0
 CHUNK = 65536
+PREAMBLE_TIMEOUT = 10.0
 
 
 @dataclass
@@ -42,9 +48,10 @@ class _Forward:
 
 
 class AppForwarder:
-    def __init__(self, service: ExecutionService, host: str) -> None:
+    def __init__(self, service: ExecutionService, host: str, secret: str) -> None:
         self.service = service
         self.host = host
+        self._preamble = forward_preamble(secret)
         self._forwards: dict[tuple[str, str], _Forward] = {}
         self._nursery: trio.Nursery | None = None
 
@@ -121,6 +128,8 @@ class AppForwarder:
 
     async def _carry(self, client: trio.SocketStream, kernel_id: str, app_port: int) -> None:
         async with client:
+            if not await self._admitted(client):
+                return
             try:
                 conn = await self.service.connect(kernel_id)
             except BackendAIError as e:
@@ -137,6 +146,37 @@ class AppForwarder:
                 return
             async with conn.stream:
                 await _splice(client, conn)
+
+    async def _admitted(self, client: trio.SocketStream) -> bool:
+        """Whether the connection opens with the preamble.  Read up to its length or its
+        first line end, nothing beyond, and judged whole (no early answer that would tell
+        how much of a guess was right)."""
+        want = len(self._preamble)
+        got = b""
+        with trio.move_on_after(PREAMBLE_TIMEOUT):
+            try:
+                while len(got) < want and b"\n" not in got:
+                    chunk = await client.receive_some(want - len(got))
+                    if not chunk:
+                        break
+                    got += chunk
+            except trio.BrokenResourceError:
+                return False
+        if hmac.compare_digest(got, self._preamble):
+            return True
+        log.warning(
+            "refused a connection to an app forward from %s: it did not open with the "
+            "forward preamble app proxies send",
+            _peer(client),
+        )
+        return False
+
+
+def _peer(stream: trio.SocketStream) -> str:
+    try:
+        return str(stream.socket.getpeername()[0])
+    except OSError:
+        return "?"
 
 
 async def _splice(client: trio.SocketStream, runner: RunnerConnection) -> None:

@@ -2,7 +2,7 @@
 
 ::
 
-    POST /v1/kernels/{kid}/services  {name, command, port?, env?, timeout?} -> {name, port, already}
+    POST /v1/kernels/{kid}/services  {name, command, port?, env?, timeout?} -> {name, port, already, forwarded}
 
 The agent picks a free port unless the manager names one, and asks the
 kernel's runner to start the app there; the answer comes once the app accepts
@@ -72,5 +72,11 @@ def add_service_routes(
         port = int(reply["port"])
         if forwarder is not None:
             port = await forwarder.forward(kernel_id, str(reply["name"]), port)
-        body = {"name": reply["name"], "port": port, "already": reply.get("already", False)}
+        body = {
+            "name": reply["name"],
+            "port": port,
+            "already": reply.get("already", False),
+            # Proxies open connections to a forward with its preamble.
+            "forwarded": forwarder is not None,
+        }
         return Response(json.dumps(body), content_type="application/json")

@@ -447,5 +447,7 @@ app_routes = sa.Table(
     sa.Column("allowed_client_ips", sa.JSON, nullable=False, default=list),
     sa.Column("url", sa.String(512), nullable=False, default="", server_default=""),
     sa.Column("created_at", sa.Float, nullable=False),
+    # Reached through the agent's forward to a kernel without a reachable network.
+    sa.Column("forwarded", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
 )
 sa.Index("ix_app_routes_proxy_id", app_routes.c.proxy_id)

@@ -58,6 +58,7 @@ def route_json(row: Mapping[str, Any]) -> dict[str, Any]:
         "owner": row["owner"],
         "public": bool(row["public"]),
         "allowed_client_ips": list(row["allowed_client_ips"] or []),
+        "forwarded": bool(row.get("forwarded")),
     }
 
 

@@ -117,6 +117,7 @@ def add_app_routes(app: QuartTrio, ctx: ManagerContext) -> None:
             sdef,
             int(started["port"]),
             list(client_ranges(body.get("allowed_client_ips") or [], "allowed_client_ips")),
+            forwarded=bool(started.get("forwarded")),
         )
         token = sign(
             ctx.config.cluster.secret.reveal(),
@@ -158,6 +159,8 @@ async def _register(
     sdef: ServiceDef,
     port: int,
     ranges: list[str],
+    *,
+    forwarded: bool,
 ) -> str:
     """Record the app's route and place it on a proxy; the app's URL."""
     proxy = await pick_proxy(ctx, session["id"], sdef.name)
@@ -174,6 +177,7 @@ async def _register(
         "allowed_client_ips": ranges,
         "url": "",
         "created_at": time.time(),
+        "forwarded": forwarded,
     }
 
     def _upsert(c: sa.Connection) -> None:

@@ -38,6 +38,8 @@ class AppRoute:
     owner: str = ""
     public: bool = False
     allowed_client_ips: tuple[str, ...] = ()
+    # Reached through the agent's forward (see Route.forwarded).
+    forwarded: bool = False
 
     @property
     def route_id(self) -> str:
@@ -52,6 +54,7 @@ class AppRoute:
             owner=self.owner,
             public=self.public,
             allowed_client_ips=self.allowed_client_ips,
+            forwarded=self.forwarded,
         )
 
 

@@ -56,6 +56,7 @@ def app_route_from_json(d: Any) -> AppRoute:
         owner=_field(d, "owner", str, ""),
         public=_field(d, "public", bool, False),
         allowed_client_ips=ips,
+        forwarded=_field(d, "forwarded", bool, False),
     )
 
 

@@ -24,6 +24,8 @@ class Route:
     public: bool = False
     # CIDR ranges a client must come from; empty: anywhere.
     allowed_client_ips: tuple[str, ...] = ()
+    # An agent's forward to an app in a kernel: connections open with the forward preamble.
+    forwarded: bool = False
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class ProxySettings:
     connect_timeout: float = 5.0
     max_connections_per_route: int = 1000
     scheme: Literal["http", "https"] = "http"
+    # The preamble a connection to a forwarded app opens with (from the cluster secret).
+    forward_preamble: str = ""
 
 
 class Router(Protocol):

@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Claims", "TokenError", "cookie_name", "sign", "verify"]
+__all__ = ["Claims", "TokenError", "cookie_name", "forward_preamble", "sign", "verify"]
 
 Kind = Literal["token", "cookie"]
 
@@ -73,3 +73,10 @@ def verify(secret: str, token: str, *, kind: Kind, route: str, now: float) -> Cl
 def cookie_name(route: str) -> str:
     """One cookie per app: ports share a host's cookies, so the name tells apps apart."""
     return "backendai_app_" + hashlib.sha256(route.encode()).hexdigest()[:16]
+
+
+def forward_preamble(secret: str) -> bytes:
+    """What an app proxy sends first on a connection to an agent's app forward, so that the
+    forward carries nobody else's (a key derived from the cluster secret, not the secret)."""
+    key = hmac.new(secret.encode(), b"backendai app forward", hashlib.sha256).hexdigest()
+    return f"BACKENDAI-FORWARD {key}\r\n".encode()

@@ -114,12 +114,14 @@ async def connect(route: Route, what: str, s: ProxySettings, limiter: Connection
     try:
         with trio.fail_after(s.connect_timeout):
             stream = await trio.open_tcp_stream(route.host, route.port)
+            if route.forwarded:  # the agent's forward wants to know it is us
+                await stream.send_all(s.forward_preamble.encode())
     except trio.TooSlowError:
         limiter.release(route)
         log.info("app at %s:%d for %s did not accept within %g s", route.host, route.port, what,
                  s.connect_timeout)  # fmt: skip
         raise Refused(page(504, f"the app {what} did not answer in time")) from None
-    except OSError as e:
+    except (OSError, trio.BrokenResourceError) as e:
         limiter.release(route)
         log.info("app at %s:%d for %s is not answering: %s", route.host, route.port, what, e)
         raise Refused(page(502, f"the app {what} is not answering")) from None

@@ -70,7 +70,7 @@ async def serve(
             await nursery.start(execution.serve)
             forwarder = None
             if not backend.shares_host_network:
-                forwarder = AppForwarder(execution, cfg.host)
+                forwarder = AppForwarder(execution, cfg.host, config.cluster.secret.reveal())
                 await nursery.start(forwarder.serve)
             rpc_app = create_rpc_app(
                 registry,

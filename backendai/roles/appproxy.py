@@ -26,6 +26,7 @@ from ..netproxy import (
     SpentTokens,
     announce_forever,
     bound_port,
+    forward_preamble,
     open_listeners,
     tls_context,
     worker_environment,
@@ -45,7 +46,7 @@ class AppProxyInfo:
     id: str
 
 
-def settings_from(cfg: AppProxyConfig) -> ProxySettings:
+def settings_from(cfg: AppProxyConfig, secret: str = "") -> ProxySettings:
     return ProxySettings(
         max_header_bytes=cfg.max_header_bytes,
         header_timeout=cfg.header_timeout,
@@ -53,6 +54,7 @@ def settings_from(cfg: AppProxyConfig) -> ProxySettings:
         connect_timeout=cfg.connect_timeout,
         max_connections_per_route=cfg.max_connections_per_route,
         scheme="https" if cfg.tls_cert else "http",
+        forward_preamble=forward_preamble(secret).decode() if secret else "",
     )
 
 
@@ -92,7 +94,7 @@ async def start_workers(
     server.on_change = feed.changed
     path = config.data_dir / f"appproxy-{proxy_id(cfg)}" / "feed.sock"
     await nursery.start(feed.serve, path)
-    settings = dataclasses.asdict(settings_from(cfg))
+    settings = dataclasses.asdict(settings_from(cfg, config.cluster.secret.reveal()))
     spec = {
         "host": cfg.host, "port": port, "domain": cfg.domain, "feed": str(path),
         "secret": config.cluster.secret.reveal(), "settings": settings,
@@ -139,7 +141,7 @@ async def serve(
         )
     server = ProxyServer(
         registry,
-        settings_from(cfg),
+        settings_from(cfg, config.cluster.secret.reveal()),
         host=cfg.host,
         tls=tls_context(cfg.tls_cert, cfg.tls_key),
         gate=gate,
