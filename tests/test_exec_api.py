@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import trio
 import trio_websocket
@@ -268,6 +269,33 @@ async def test_a_client_leaving_mid_run_has_it_interrupted(cluster: Cluster) -> 
                     raise
                 await trio.sleep(0.1)
     assert _stdout(after) == "after\n"
+
+
+async def test_a_flood_to_a_slow_websocket_client_keeps_memory_bounded(cluster: Cluster) -> None:
+    """200 MB printed to a client that stops reading for a while: the run waits (backpressure
+    from the client's socket through the manager, the agent channel and the runner), and this
+    process, which holds the manager, the agent and the client, stays within bounds."""
+    mib = 1024 * 1024
+    flood = "import sys\nline = 'x' * 1023 + '\\n'\nfor _ in range(200 * 1024):\n    sys.stdout.write(line)"
+    me = psutil.Process()
+    base = peak = me.memory_info().rss
+    received = 0
+    async with open_exec_stream(cluster.api, "exec-test") as stream:
+        await stream.ws.send_message(json.dumps({"mode": "query", "code": flood}))
+        first = json.loads(await stream.ws.get_message())
+        received += len(_stdout(first))
+        for _ in range(30):  # not reading for 1.5 s
+            await trio.sleep(0.05)
+            peak = max(peak, me.memory_info().rss)
+        with trio.fail_after(120):
+            while True:
+                result = json.loads(await stream.ws.get_message())
+                received += len(_stdout(result))
+                peak = max(peak, me.memory_info().rss)
+                if result["status"] == "finished":
+                    break
+    assert received == 200 * mib
+    assert (peak - base) / mib < 64, f"grew {(peak - base) / mib:.0f} MiB"
 
 
 async def test_terminal(cluster: Cluster) -> None:
