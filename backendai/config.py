@@ -254,7 +254,8 @@ class AppProxyConfig:
     announce_interval: float = 10.0
     # Seconds the cookie an app token is exchanged for stays valid.
     cookie_ttl: float = 86400.0
-    # Processes serving the main (wildcard) port; each extra one follows the route table.
+    # Processes serving apps (the main port, and each app's port in port mode); each extra one
+    # follows the route table.
     workers: int = 1
 
 

@@ -2,7 +2,8 @@
 
 One JSON object a line: first ``{"snapshot": [route, ...]}`` (the whole table
 when the worker connects), then ``{"add": route}`` and ``{"remove": [id, ...]}``
-as the table changes, in order.  The snapshot is taken and the subscription
+as the table changes, in order.  In port mode each route carries the ``port``
+it was placed on, where the worker listens too.  The snapshot is taken and the subscription
 made in one step, so a worker misses nothing and sees nothing twice.
 """
 
@@ -12,6 +13,7 @@ import json
 import logging
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -39,7 +41,14 @@ class RouteFeed:
         if removed:
             self._publish({"remove": removed})
         if added is not None:
-            self._publish({"add": app_route_to_json(added)})
+            self._publish({"add": self._route_json(added)})
+
+    def _route_json(self, app: AppRoute) -> dict[str, Any]:
+        d = app_route_to_json(app)
+        placement = self.registry.placements.get(app.route_id)
+        if self.registry.mode == "port" and placement is not None:
+            d["port"] = placement.port
+        return d
 
     def _publish(self, event: dict[str, Any]) -> None:
         for queue in list(self._queues):
@@ -64,7 +73,7 @@ class RouteFeed:
 
     async def _subscriber(self, stream: trio.SocketStream) -> None:
         send, receive = trio.open_memory_channel[dict[str, Any]](math.inf)
-        snapshot = [app_route_to_json(a) for a in self.registry.apps.values()]
+        snapshot = [self._route_json(a) for a in self.registry.apps.values()]
         self._queues.add(send)
         try:
             async with stream, receive:
@@ -77,19 +86,35 @@ class RouteFeed:
             self._queues.discard(send)
 
 
-def apply_event(registry: RouteRegistry, event: dict[str, Any]) -> None:
+def apply_event(
+    registry: RouteRegistry, event: dict[str, Any], on_port: Callable[[int], None]
+) -> None:
+    """Apply one feed event to *registry*; *on_port* is told each port a route is placed on
+    (port mode), so that the worker listens there too."""
     if "snapshot" in event:
-        apps = [app_route_from_json(d) for d in event["snapshot"]]
-        registry.retain({a.route_id for a in apps})
-        for a in apps:
-            registry.add(a)
+        entries = event["snapshot"]
+        registry.retain({app_route_from_json(d).route_id for d in entries})
+        for d in entries:
+            _place(registry, d, on_port)
     for rid in event.get("remove", []):
         registry.remove(rid)
     if "add" in event:
-        registry.add(app_route_from_json(event["add"]))
+        _place(registry, event["add"], on_port)
 
 
-async def follow_feed(path: str, registry: RouteRegistry) -> None:
+def _place(registry: RouteRegistry, d: dict[str, Any], on_port: Callable[[int], None]) -> None:
+    app = app_route_from_json(d)
+    if registry.mode == "port":
+        port = int(d["port"])
+        registry.add_at(app, port)
+        on_port(port)
+    else:
+        registry.add(app)
+
+
+async def follow_feed(
+    path: str, registry: RouteRegistry, on_port: Callable[[int], None] = lambda port: None
+) -> None:
     """Keep *registry* equal to the feed's table; return when the feed ends."""
     stream = await trio.open_unix_socket(path)
     buf = b""
@@ -98,4 +123,4 @@ async def follow_feed(path: str, registry: RouteRegistry) -> None:
             buf += data
             *lines, buf = buf.split(b"\n")
             for line in lines:
-                apply_event(registry, json.loads(line))
+                apply_event(registry, json.loads(line), on_port)

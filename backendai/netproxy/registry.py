@@ -170,6 +170,17 @@ class RouteRegistry:
         self.placements[rid] = placement
         return placement
 
+    def add_at(self, app: AppRoute, port: int) -> None:
+        """Register a route at the port another process placed it on (port mode workers:
+        they follow the table, they allocate nothing)."""
+        rid = app.route_id
+        self._drop(rid)
+        self._by_port[port] = app.route()
+        self.apps[rid] = app
+        self.placements[rid] = Placement(
+            rid, "", port, f"{self.scheme}://{self.public_host}:{port}/"
+        )
+
     def _drop(self, rid: str) -> Placement | None:
         placement = self.placements.pop(rid, None)
         self.apps.pop(rid, None)

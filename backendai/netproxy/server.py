@@ -121,6 +121,11 @@ class ProxyServer:
         self.on_change(None, [p.route_id for p in removed])
         return removed
 
+    def listen_on(self, port: int) -> None:
+        """Listen on *port* too, soon (a worker following a port-mode table)."""
+        if port not in self._listening:
+            self._open_send.send_nowait(_OpenRequest(port))
+
     async def serve(
         self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
     ) -> NoReturn:
@@ -148,7 +153,9 @@ class ProxyServer:
             async for request in self._open_receive:
                 if request.port not in self._listening:
                     try:
-                        listeners = await open_listeners(self.host, request.port, self.tls)
+                        listeners = await open_listeners(
+                            self.host, request.port, self.tls, reuse_port=self.reuse_port
+                        )
                     except UnavailableError as e:
                         request.error = e
                     else:

@@ -39,7 +39,7 @@ def worker_environment(spec: dict[str, Any]) -> dict[str, str]:
 
 async def serve_worker(spec: dict[str, Any]) -> None:
     registry = RouteRegistry(
-        "wildcard",
+        spec["mode"],
         domain=spec["domain"],
         public_host=spec["host"],
         port=spec["port"],
@@ -61,7 +61,7 @@ async def serve_worker(spec: dict[str, Any]) -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve)
         gc.freeze()  # as the app proxy role does: startup's objects out of the collector's way
-        await follow_feed(spec["feed"], registry)
+        await follow_feed(spec["feed"], registry, server.listen_on)
         log.info("app proxy worker %d: the route feed ended; stopping", os.getpid())
         nursery.cancel_scope.cancel()
 

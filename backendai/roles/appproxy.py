@@ -87,8 +87,8 @@ def build_registry(config: Config) -> RouteRegistry:
 async def start_workers(
     nursery: trio.Nursery, config: Config, server: ProxyServer, port: int
 ) -> None:
-    """Feed the route table to ``workers - 1`` more processes on the main port; return once
-    each follows it."""
+    """Feed the route table to ``workers - 1`` more processes on the main port (and, in port
+    mode, on each app's port); return once each follows it."""
     cfg = config.appproxy
     feed = RouteFeed(server.registry)
     server.on_change = feed.changed
@@ -96,7 +96,7 @@ async def start_workers(
     await nursery.start(feed.serve, path)
     settings = dataclasses.asdict(settings_from(cfg, config.cluster.secret.reveal()))
     spec = {
-        "host": cfg.host, "port": port, "domain": cfg.domain, "feed": str(path),
+        "host": cfg.host, "port": port, "mode": cfg.mode, "domain": cfg.domain, "feed": str(path),
         "secret": config.cluster.secret.reveal(), "settings": settings,
         "cookie_ttl": cfg.cookie_ttl, "tls_cert": cfg.tls_cert, "tls_key": cfg.tls_key,
         "spent_dir": str(spent_dir(config)),
@@ -135,9 +135,9 @@ async def serve(
         secure=bool(cfg.tls_cert),
         spent=SpentTokens(spent_dir(config)),
     )
-    if cfg.workers < 1 or (cfg.workers > 1 and cfg.mode != "wildcard"):
+    if cfg.workers < 1:
         raise ConfigError(
-            f"appproxy.workers={cfg.workers}: expected 1, or more in wildcard mode only"
+            f"appproxy.workers={cfg.workers}: expected at least 1 (processes serving apps)"
         )
     server = ProxyServer(
         registry,
