@@ -250,6 +250,47 @@ async def test_one_websocket_takes_run_after_run(cluster: Cluster) -> None:
     assert (third["status"], third["exitCode"]) == ("finished", 4)
 
 
+async def test_a_run_ended_while_waiting_for_input_leaves_nothing_behind(
+    cluster: Cluster,
+) -> None:
+    async with open_exec_stream(cluster.api, "exec-test") as stream:
+        ws = stream.ws
+        await ws.send_message(json.dumps({"mode": "query", "code": "name = input('who? ')"}))
+        with trio.fail_after(30):
+            while json.loads(await ws.get_message())["status"] != "waiting-input":
+                pass
+        # The run ends while the user types: the client hears of it without answering.
+        await cluster.api.request("POST", "/session/exec-test/interrupt")
+        stderr = ""
+        with trio.fail_after(30):
+            while True:
+                result = json.loads(await ws.get_message())
+                stderr += "".join(d for k, d in result["console"] if k == "stderr")
+                if result["status"] == "finished":
+                    break
+        assert "KeyboardInterrupt" in stderr
+        await ws.send_message("too late")  # the answer, after all: dropped
+        seen: list[str] = []
+        after = await stream.run(
+            mode="query",
+            code="print('next')",
+            on_result=lambda r: seen.append(_stdout(r)),
+            ask_input=_no_input,
+        )
+    assert (after["status"], "".join(seen)) == ("finished", "next\n")
+    # The agent channel that run used is in step for the next borrower.
+    seen.clear()
+    await stream_execute(
+        cluster.api,
+        "exec-test",
+        mode="query",
+        code="print('clean')",
+        on_result=lambda r: seen.append(_stdout(r)),
+        ask_input=_no_input,
+    )
+    assert "".join(seen) == "clean\n"
+
+
 async def test_a_client_leaving_mid_run_has_it_interrupted(cluster: Cluster) -> None:
     loop = "import time\nwhile True:\n    print('tick', flush=True)\n    time.sleep(0.05)"
     async with open_exec_stream(cluster.api, "exec-test") as stream:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -55,19 +56,37 @@ def _execute(kernel_id: str, code: str, mode: str = "query") -> dict[str, Any]:
     }
 
 
-async def _to_end(channel: ExecChannel, answers: list[str] | None = None) -> list[dict[str, Any]]:
-    """The frames of one run, answering input requests from *answers*."""
-    frames: list[dict[str, Any]] = []
-    with trio.fail_after(60):
-        while True:
-            batch = await channel.receive()
-            frames.extend(batch)
-            ops = [f["op"] for f in batch]
-            if "finished" in ops or "error" in ops:
-                channel.reusable = True
-                return frames
-            if "waiting-input" in ops:
-                await channel.send({"op": "input", "data": (answers or []).pop(0)})
+class _Borrowed:
+    """A channel borrowed for one run, and the run's id (its frames carry it)."""
+
+    def __init__(self, channel: ExecChannel, run_id: str) -> None:
+        self.channel = channel
+        self.run_id = run_id
+
+    async def receive(self) -> list[dict[str, Any]]:
+        return await self.channel.receive(self.run_id)
+
+    async def to_end(self, answers: list[str] | None = None) -> list[dict[str, Any]]:
+        """The frames of the run, answering input requests from *answers*."""
+        frames: list[dict[str, Any]] = []
+        with trio.fail_after(60):
+            while True:
+                batch = await self.receive()
+                frames.extend(batch)
+                ops = [f["op"] for f in batch]
+                if "finished" in ops or "error" in ops:
+                    self.channel.reusable = True
+                    return frames
+                if "waiting-input" in ops:
+                    await self.channel.send({"op": "input", "data": (answers or []).pop(0)})
+
+
+@asynccontextmanager
+async def _borrow(
+    pool: ExecChannels, addr: str, execute: dict[str, Any]
+) -> AsyncIterator[_Borrowed]:
+    async with pool.run(addr, execute) as channel:
+        yield _Borrowed(channel, execute["run_id"])
 
 
 def _stdout(frames: list[dict[str, Any]]) -> str:
@@ -78,8 +97,8 @@ def _stdout(frames: list[dict[str, Any]]) -> str:
 
 async def test_runs_share_one_kept_alive_channel(agent: ExecAgent, channels: ExecChannels) -> None:
     kid = await agent.kernel()
-    async with channels.run(_addr(agent), _execute(kid, "x = 41")) as first:
-        frames = await _to_end(first)
+    async with _borrow(channels, _addr(agent), _execute(kid, "x = 41")) as first:
+        frames = await first.to_end()
     assert frames[-1] == {
         "op": "finished",
         "run_id": frames[-1]["run_id"],
@@ -88,9 +107,9 @@ async def test_runs_share_one_kept_alive_channel(agent: ExecAgent, channels: Exe
         "files": [],
     }
     code = "name = input('who? ')\nprint(x + 1, name)"
-    async with channels.run(_addr(agent), _execute(kid, code)) as second:
-        frames = await _to_end(second, ["ada"])
-    assert second is first  # the same connection, taken from the pool
+    async with _borrow(channels, _addr(agent), _execute(kid, code)) as second:
+        frames = await second.to_end(["ada"])
+    assert second.channel is first.channel  # the same connection, taken from the pool
     assert [f["op"] for f in frames if f["op"] != "console"] == ["waiting-input", "finished"]
     assert _stdout(frames) == "who? 42 ada\n"
 
@@ -99,8 +118,8 @@ async def test_batch_steps_come_as_frames(agent: ExecAgent, channels: ExecChanne
     kid = await agent.kernel()
     execute = _execute(kid, "", mode="batch")
     execute["options"] = {"build": "echo built", "exec": "echo ran; exit 3", "clean": ""}
-    async with channels.run(_addr(agent), execute) as channel:
-        frames = await _to_end(channel)
+    async with _borrow(channels, _addr(agent), execute) as channel:
+        frames = await channel.to_end()
     steps = [(f["status"], f["exit_code"]) for f in frames if f["op"] in ("step", "finished")]
     assert steps == [("build-finished", 0), ("finished", 3)]
     assert _stdout(frames) == "built\nran\n"
@@ -111,15 +130,15 @@ async def test_closing_a_channel_mid_run_interrupts_the_run(
 ) -> None:
     kid = await agent.kernel()
     loop = "import time\nwhile True:\n    print('tick', flush=True)\n    time.sleep(0.05)"
-    async with channels.run(_addr(agent), _execute(kid, loop)) as channel:
+    async with _borrow(channels, _addr(agent), _execute(kid, loop)) as channel:
         with trio.fail_after(30):
             while "tick" not in _stdout(await channel.receive()):
                 pass
     # Not given back in order: the pool closed it, and the runner stopped the run.
     with trio.fail_after(30):
         while True:
-            async with channels.run(_addr(agent), _execute(kid, "print('free')")) as channel:
-                frames = await _to_end(channel)
+            async with _borrow(channels, _addr(agent), _execute(kid, "print('free')")) as channel:
+                frames = await channel.to_end()
             if frames[-1]["op"] == "finished":
                 break
             assert frames[-1]["status"] == 409, frames  # still stopping: busy
@@ -134,15 +153,20 @@ async def test_bad_messages_get_errors_and_the_channel_carries_on(agent: ExecAge
 
         async def ask(message: str) -> list[dict[str, Any]]:
             await ws.send_message(message)
-            frames: list[dict[str, Any]] = json.loads(await ws.get_message())
+            return await frames_of(ws)
+
+        async def frames_of(ws: trio_websocket.WebSocketConnection) -> list[dict[str, Any]]:
+            frames: list[dict[str, Any]] = json.loads(await ws.get_message())["frames"]
             return frames
 
         [bad] = await ask("{not json")
         assert (bad["op"], bad["status"]) == ("error", 400)
         assert "not JSON" in bad["message"]
-        [bad] = await ask(json.dumps({"op": "input", "data": "x"}))
+        # An input between runs (its run ended while the user typed) is dropped unanswered.
+        await ws.send_message(json.dumps({"op": "input", "data": "late"}))
+        [bad] = await ask(json.dumps({"op": "status"}))
         assert bad["status"] == 400
-        assert "expected an 'execute' message between runs, got op 'input'" in bad["message"]
+        assert "expected an 'execute' message between runs, got op 'status'" in bad["message"]
         [bad] = await ask(json.dumps({**_execute(kid, ""), "mode": "continue"}))
         assert bad["status"] == 400
         assert "'continue'" in bad["message"]
@@ -153,12 +177,12 @@ async def test_bad_messages_get_errors_and_the_channel_carries_on(agent: ExecAge
         assert gone["status"] == 404
         frames = await ask(json.dumps(_execute(kid, "print('still here')")))
         while frames[-1]["op"] != "finished":
-            frames += json.loads(await ws.get_message())
+            frames += await frames_of(ws)
         assert _stdout(frames) == "still here\n"
         # Anything but input during a run breaks the protocol: the channel closes.
         await ws.send_message(json.dumps(_execute(kid, "input('? ')")))
         with trio.fail_after(30):
-            while "waiting-input" not in [f["op"] for f in json.loads(await ws.get_message())]:
+            while "waiting-input" not in [f["op"] for f in await frames_of(ws)]:
                 pass
         await ws.send_message(json.dumps(_execute(kid, "print(2)")))
         with trio.fail_after(10), pytest.raises(trio_websocket.ConnectionClosed) as closed:
@@ -168,12 +192,12 @@ async def test_bad_messages_get_errors_and_the_channel_carries_on(agent: ExecAge
 
 async def test_a_stale_pooled_channel_is_replaced(agent: ExecAgent, channels: ExecChannels) -> None:
     kid = await agent.kernel()
-    async with channels.run(_addr(agent), _execute(kid, "pass")) as first:
-        await _to_end(first)
-    await first.ws.aclose()  # as when the agent restarted: the idle channel is dead
-    async with channels.run(_addr(agent), _execute(kid, "print('new')")) as second:
-        frames = await _to_end(second)
-    assert second is not first
+    async with _borrow(channels, _addr(agent), _execute(kid, "pass")) as first:
+        await first.to_end()
+    await first.channel.ws.aclose()  # as when the agent restarted: the idle channel is dead
+    async with _borrow(channels, _addr(agent), _execute(kid, "print('new')")) as second:
+        frames = await second.to_end()
+    assert second.channel is not first.channel
     assert _stdout(frames) == "new\n"
 
 
@@ -181,7 +205,7 @@ async def test_a_wrong_secret_is_refused(agent: ExecAgent) -> None:
     async with trio.open_nursery() as nursery:
         pool = ExecChannels(nursery, Secret("wrong"))
         with pytest.raises(RPCError, match="refused the execute channel") as refused:
-            async with pool.run(_addr(agent), _execute("k", "pass")):
+            async with _borrow(pool, _addr(agent), _execute("k", "pass")):
                 pass
         assert refused.value.status == 401
         nursery.cancel_scope.cancel()
@@ -193,11 +217,11 @@ async def test_a_quiet_run_gets_keepalives(
     monkeypatch.setattr(exec_channel, "KEEPALIVE_SECONDS", 0.2)
     kid = await agent.kernel()
     batches: list[list[dict[str, Any]]] = []
-    async with channels.run(_addr(agent), _execute(kid, "import time\ntime.sleep(1.5)")) as ch:
+    async with _borrow(channels, _addr(agent), _execute(kid, "import time\ntime.sleep(1.5)")) as ch:
         with trio.fail_after(30):
             while not batches or batches[-1][-1:] == [] or batches[-1][-1]["op"] != "finished":
                 batches.append(await ch.receive())
-        ch.reusable = True
+        ch.channel.reusable = True
     assert batches.count([]) >= 3
     assert batches[-1][-1]["exit_code"] == 0
 
@@ -219,7 +243,7 @@ async def test_an_agent_gone_silent_ends_the_run_with_an_error(
         addr = f"127.0.0.1:{server.port}"
         pool = ExecChannels(nursery, Secret(SECRET))
         with pytest.raises(RPCError, match=r"nothing on the execute channel for 0\.5 s"):
-            async with pool.run(addr, _execute("k", "pass")) as channel:
+            async with _borrow(pool, addr, _execute("k", "pass")) as channel:
                 await channel.receive()
         nursery.cancel_scope.cancel()
 
@@ -238,8 +262,8 @@ async def test_a_runner_sending_garbage_ends_the_run_with_an_error(channels: Exe
         listener.listen()
         async with trio.open_nursery() as nursery:
             await nursery.start(trio.serve_listeners, garbled, [trio.SocketListener(listener)])
-            async with channels.run(_addr(agent), _execute("garbled", "print(1)")) as channel:
-                frames = await _to_end(channel)
+            async with _borrow(channels, _addr(agent), _execute("garbled", "print(1)")) as channel:
+                frames = await channel.to_end()
             nursery.cancel_scope.cancel()
     assert frames[-1]["op"] == "error"
     assert frames[-1]["status"] == 500

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from backendai.errors import Conflict
-from backendai.manager.stream_api import fold_frames, split_result
+from backendai.manager.exec_results import fold_frames, split_result
 
 
 def _joined(messages: list[dict[str, Any]]) -> str:

@@ -10,17 +10,22 @@ they come, so a run costs one message each way on an open connection::
     manager -> agent
       {"op": "execute", "kernel_id", "run_id", "mode": "query" | "batch", "code", "options"}
       {"op": "input", "data": str}           while the run waits for input
-    agent -> manager: a JSON list of the frames received together, each one of
+    agent -> manager: {"run_id": str | null, "frames": [...]}, the frames received
+    together, each one of
       {"op": "console", "items": [[type, data], ...]}
       {"op": "waiting-input", "prompt", "is_password"}
       {"op": "step", "status": "build-finished" | "clean-finished", "exit_code"}
       {"op": "finished", "status": "finished" | "exec-timeout", "exit_code", "files"}
       {"op": "error", "status": int, "message": str}
-    and, while a run is silent, an empty list every ``KEEPALIVE_SECONDS`` (so that a
-    manager can tell a quiet run from an agent that is gone)
+    and, while a run is silent (or its kernel's runner is still starting), no frames
+    every ``KEEPALIVE_SECONDS``, so that a manager can tell a quiet run from an agent
+    that is gone.  ``run_id`` names the run the frames belong to (null: a refused
+    message between runs): a manager that sees another run's frames must not trust
+    the channel any more.
 
 A run ends at ``finished`` or ``error``; the channel then takes the next
-``execute``.  Backpressure is end to end: the runner is read only as fast as
+``execute``.  An ``input`` that comes after its run ended (the run was
+interrupted, or timed out, while the user typed) is dropped.  Backpressure is end to end: the runner is read only as fast as
 the manager takes messages.  A channel that closes mid-run closes the runner
 connection, and the runner interrupts the run (and kills it if it will not stop).
 """
@@ -53,14 +58,25 @@ def add_exec_channel(app: QuartTrio, service: ExecutionService) -> None:
         await websocket.accept()
         while True:
             raw = await websocket.receive()
+            if _is_late_input(raw):
+                log.debug("execute channel: dropped an input that came after its run ended")
+                continue
             try:
                 kernel_id, req = parse_channel_execute(raw)
             except InvalidAPIParameters as e:
-                await _send([error_frame(e)])
+                await _send(None, [error_frame(e)])
                 continue
             if not await relay_run(service, kernel_id, req):
                 await websocket.close(1008, "only 'input' messages are taken during a run")
                 return
+
+
+def _is_late_input(raw: str | bytes) -> bool:
+    try:
+        message = json.loads(raw)
+    except ValueError:
+        return False
+    return isinstance(message, dict) and message.get("op") == "input"
 
 
 def parse_channel_execute(raw: str | bytes) -> tuple[str, ExecuteRequest]:
@@ -95,17 +111,41 @@ def error_frame(e: BackendAIError) -> dict[str, Any]:
     return {"op": "error", "status": status, "message": str(e)}
 
 
-async def _send(frames: list[dict[str, Any]]) -> None:
-    await websocket.send(json.dumps(frames, separators=(",", ":"), ensure_ascii=False))
+async def _send(run_id: str | None, frames: list[dict[str, Any]]) -> None:
+    message = {"run_id": run_id, "frames": frames}
+    await websocket.send(json.dumps(message, separators=(",", ":"), ensure_ascii=False))
+
+
+async def _connect(service: ExecutionService, kernel_id: str, run_id: str) -> RunnerConnection:
+    """The kernel's runner (up to ``RUNNER_START_WAIT`` for one still starting), with
+    keepalives to the manager meanwhile."""
+    async with trio.open_nursery() as nursery:
+
+        async def keepalive() -> None:
+            while True:
+                await trio.sleep(KEEPALIVE_SECONDS)
+                await _send(run_id, [])
+
+        nursery.start_soon(keepalive)
+        conn = await service.connect(kernel_id)
+        nursery.cancel_scope.cancel()
+    return conn
 
 
 async def relay_run(service: ExecutionService, kernel_id: str, req: ExecuteRequest) -> bool:
     """Run *req* in the kernel, relaying its frames until it ends; False when the manager
     broke the protocol (the run is abandoned, and the channel must close)."""
+    conn: RunnerConnection | None = None
+    failed: BackendAIError | None = None
     try:
-        conn = await service.connect(kernel_id)
-    except BackendAIError as e:
-        await _send([error_frame(e)])
+        conn = await _connect(service, kernel_id, req.run_id)
+    except* BackendAIError as group:
+        first = group.exceptions[0]
+        assert isinstance(first, BackendAIError)
+        failed = first
+    if conn is None:
+        assert failed is not None
+        await _send(req.run_id, [error_frame(failed)])
         return True
     in_order = True
     try:
@@ -131,7 +171,7 @@ async def relay_run(service: ExecutionService, kernel_id: str, req: ExecuteReque
     except* BackendAIError as group:  # the runner connection broke or sent garbage
         broken = group.exceptions[0]
         assert isinstance(broken, BackendAIError)
-        await _send([error_frame(broken)])
+        await _send(req.run_id, [error_frame(broken)])
     finally:
         await conn.aclose()
     return in_order
@@ -146,15 +186,16 @@ async def _outputs(
         with trio.move_on_after(KEEPALIVE_SECONDS):
             batch = await conn.receive_batch()
         if batch == []:
-            await _send([])
+            await _send(run_id, [])
             continue
         if batch is None:
             note, exit_code = await service.lost_note(kernel_id, run_id)
             await _send(
+                run_id,
                 [
                     {"op": "console", "items": [["stderr", note]]},
                     {"op": "finished", "status": "finished", "exit_code": exit_code, "files": []},
-                ]
+                ],
             )
             return
         frames: list[dict[str, Any]] = []
@@ -176,7 +217,7 @@ async def _outputs(
             else:
                 log.debug("run %s: ignoring runner message %r", run_id, op)
         if frames:
-            await _send(frames)
+            await _send(run_id, frames)
         if ended:
             return
 

@@ -51,9 +51,10 @@ class ExecChannel:
         except trio_websocket.ConnectionClosed as e:
             raise RPCError(f"agent at {self.addr}: execute channel closed ({e.reason})") from e
 
-    async def receive(self) -> list[dict[str, Any]]:
-        """The next frames (an empty list: the run is quiet); RPCError when the channel
-        closed, or the agent sent nothing for SILENCE_TIMEOUT seconds."""
+    async def receive(self, run_id: str) -> list[dict[str, Any]]:
+        """The next frames of run *run_id* (an empty list: the run is quiet); RPCError when
+        the channel closed, the agent sent nothing for SILENCE_TIMEOUT seconds, or sent
+        frames of another run (then the channel is out of step and must not be reused)."""
         try:
             with trio.fail_after(SILENCE_TIMEOUT):
                 raw = await self.ws.get_message()
@@ -67,11 +68,20 @@ class ExecChannel:
                 f"agent at {self.addr}: execute channel closed mid-run ({e.reason})"
             ) from e
         try:
-            frames = json.loads(raw)
+            message = json.loads(raw)
         except ValueError as e:
-            raise RPCError(f"agent at {self.addr} sent a bad execute frame: {e}") from e
+            raise RPCError(f"agent at {self.addr} sent a bad execute message: {e}") from e
+        frames = message.get("frames") if isinstance(message, dict) else None
         if not isinstance(frames, list) or not all(isinstance(f, dict) for f in frames):
-            raise RPCError(f"agent at {self.addr} sent an execute message that is not a list")
+            raise RPCError(
+                f"agent at {self.addr} sent an execute message without a list of frames: "
+                f"{str(raw)[:100]!r}"
+            )
+        if message.get("run_id") != run_id:
+            raise RPCError(
+                f"agent at {self.addr} sent frames of run {message.get('run_id')!r} "
+                f"during run {run_id!r}; closing the channel"
+            )
         return frames
 
     def close(self) -> None:
@@ -106,6 +116,9 @@ class ExecChannels:
             except RPCError:  # the agent restarted, or closed it: try the next
                 channel.close()
                 continue
+            except BaseException:  # cancelled mid-send: the channel is in no known state
+                channel.close()
+                raise
             return channel
         channel = await self._connect(addr)
         try:
@@ -147,13 +160,17 @@ class ExecChannels:
             if started:  # it broke: its borrower sees the connection closed
                 log.debug("execute channel to %s ended: %r", addr, e)
                 return
-            if isinstance(e, trio_websocket.HandshakeError):
-                status = getattr(e, "status_code", None)
+            if isinstance(e, trio_websocket.ConnectionRejected):
+                body = bytes(e.body or b"")[:300].decode(errors="replace")
                 raise RPCError(
-                    f"agent at {addr} refused the execute channel: {e}", status=status
+                    f"agent at {addr} refused the execute channel: {e.status_code} {body}",
+                    status=e.status_code,
                 ) from e
-            if isinstance(e, OSError):
-                raise RPCError(f"agent at {addr} unreachable for the execute channel: {e}") from e
+            if isinstance(e, trio_websocket.HandshakeError | OSError):
+                cause = e.__cause__ or e.__context__ or e
+                raise RPCError(
+                    f"agent at {addr} unreachable for the execute channel: {cause!r}"
+                ) from e
             raise
 
     def _give_back(self, channel: ExecChannel) -> None:
