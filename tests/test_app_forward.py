@@ -2,7 +2,8 @@
 
 On a real agent (local backend: a real runner process) the forwarder alone; then a
 whole cluster on Docker with ``none`` networking, where an app is reachable only
-through a forward, reached through the app proxy, before and after a restart.
+through a forward, reached through the app proxy (before and after a restart) and through
+the manager's tunnel.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
+from trio_websocket import open_websocket_url
 
 from backendai.agent.app_forward import AppForwarder
-from backendai.netproxy import forward_preamble
+from backendai.netproxy import forward_key, forward_preamble
 from tests.exec_agent import SECRET, ExecAgent, open_exec_agent
 
 from .cluster import cluster_config, open_cluster, wait_status
@@ -46,14 +48,16 @@ async def _closed_unanswered(stream: trio.SocketStream) -> bool:
 async def test_a_forward_carries_connections_until_its_kernel_is_gone(agent: ExecAgent) -> None:
     kid = await agent.kernel()
     forwarder = AppForwarder(agent.service, "127.0.0.1", SECRET)
-    preamble = forward_preamble(SECRET)
+    key = forward_key(SECRET)
+    preamble = forward_preamble(key, "s1/echo")
     async with trio.open_nursery() as nursery:
         await nursery.start(forwarder.serve)
         [app] = await nursery.start(partial(trio.serve_tcp, _echo_upper, 0, host="127.0.0.1"))
         app_port = app.socket.getsockname()[1]
-        port = await forwarder.forward(kid, "echo", app_port)
+        port = await forwarder.forward(kid, "echo", app_port, "s1/echo")
         assert port != app_port
-        assert await forwarder.forward(kid, "echo", app_port) == port  # started again: kept
+        again = await forwarder.forward(kid, "echo", app_port, "s1/echo")
+        assert again == port  # started again: kept
         payload = os.urandom(512 * 1024).hex().encode()
         with trio.fail_after(30):
             async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
@@ -63,16 +67,21 @@ async def test_a_forward_carries_connections_until_its_kernel_is_gone(agent: Exe
                 while chunk := await stream.receive_some():
                     got += chunk
         assert got == payload.upper()
-        # Without the preamble (not an app proxy), or with a wrong one: closed, unanswered.
-        for opening in (b"GET / HTTP/1.1\r\n\r\n", forward_preamble("another secret")):
+        # Without the preamble (not an app proxy), with another cluster's, or with another
+        # app's (a stale route): closed, unanswered.
+        for opening in (
+            b"GET / HTTP/1.1\r\n\r\n",
+            forward_preamble(forward_key("another secret"), "s1/echo"),
+            forward_preamble(key, "s2/echo"),
+        ):
             async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
                 await stream.send_all(opening + b"hello")
                 with trio.fail_after(10):
                     assert await _closed_unanswered(stream)
         # A forward to a port where nothing listens: the connection is closed at once.
-        closed = await forwarder.forward(kid, "nothing", 1)
+        closed = await forwarder.forward(kid, "nothing", 1, "s1/nothing")
         async with await trio.open_tcp_stream("127.0.0.1", closed) as stream:
-            await stream.send_all(preamble)
+            await stream.send_all(forward_preamble(key, "s1/nothing"))
             with trio.fail_after(10):
                 assert await stream.receive_some() == b""
         await agent.backend.destroy(kid)
@@ -119,3 +128,15 @@ async def test_an_app_in_a_kernel_without_network_is_reached_through_the_proxy(
         again = await get(await start_web())
         assert again.status_code == 200, again.text
         assert "backendai web app" in again.text
+        # The manager's tunnel (the official client's ``backend.ai app``) reaches it too.
+        path = f"/stream/session/{sid}/tcpproxy?app=web"
+        headers = cluster.api.signed_headers("GET", path)
+        response = b""
+        with trio.fail_after(60):
+            async with open_websocket_url(
+                cluster.api.websocket_base + path, extra_headers=headers
+            ) as ws:
+                await ws.send_message(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+                while b"backendai web app" not in response:
+                    response += await ws.get_message()
+        assert response.startswith(b"HTTP/1.0 200 OK")

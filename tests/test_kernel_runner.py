@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import partial
@@ -18,6 +19,8 @@ import pytest
 import trio
 
 import backendai.kernel
+from backendai.kernel.tunnel import Tunnels, relay
+from backendai.kernel.wire import Connection
 from tests.conftest import receive_frame, runner_request, send_frame, wait_for_path
 
 RUNNER = Path(backendai.kernel.__file__).parent / "runner.py"
@@ -195,3 +198,23 @@ async def test_connect_to_a_bad_or_closed_port_is_refused(runner: RunningRunner)
     refused = await runner_request(runner.socket, {"op": "connect", "port": closed_port})
     assert (refused["op"], refused["error"]) == ("error", "unavailable")
     assert f"nothing accepts connections on port {closed_port}" in refused["message"]
+
+
+def test_tunnels_beyond_the_limit_are_refused() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        refused = Tunnels(limit=0).op_connect(Connection(a), {"op": "connect", "port": 80})
+    assert refused is not None
+    assert refused["error"] == "unavailable"
+    assert "the most the kernel runner carries at once" in refused["message"]
+
+
+def test_a_half_closed_tunnel_idle_too_long_is_closed() -> None:
+    left, inner = socket.socketpair()
+    app, app_peer = socket.socketpair()
+    with left, inner, app, app_peer:
+        left.shutdown(socket.SHUT_WR)  # the agent's side is done sending; the app never ends
+        started = time.monotonic()
+        relay(inner, app, idle_limit=0.3)
+        assert 0.2 < time.monotonic() - started < 5
+        assert app_peer.recv(10) == b""  # the app saw the end

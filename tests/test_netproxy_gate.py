@@ -208,3 +208,15 @@ def test_spent_tokens_are_forgotten_once_expired(tmp_path: Path) -> None:
     spent.sweep(NOW + 50)
     assert len(list((tmp_path / "spent").iterdir())) == 1  # "a" expired, "b" kept
     assert not spent.spend("b", NOW + 100, NOW + 50)
+
+
+def test_a_token_whose_use_cannot_be_recorded_is_refused(tmp_path: Path) -> None:
+    spent_dir = tmp_path / "spent"
+    spent = SpentTokens(spent_dir)
+    spent_dir.rmdir()
+    spent_dir.write_text("")  # as a broken disk would: nothing can be recorded there
+    gate_ = AuthGate(SECRET, cookie_ttl=3600, spent=spent, clock=lambda: NOW)
+    answer = gate_(parse_head(request(f"/?backendai_token={token()}")), APP, "10.0.0.1")
+    assert status(answer) == 503
+    assert answer is not None
+    assert b"cannot record logins" in answer

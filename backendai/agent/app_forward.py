@@ -7,9 +7,11 @@ each started app gets a listener on the agent's host (``agent.host``, a port
 the system picks); each connection to it is carried to the app by the kernel
 runner's ``connect`` op (:mod:`backendai.kernel.tunnel`) over the runner's
 unix socket, raw both ways, half-closes passed on.  A connection must open
-with the forward preamble app proxies send (a key derived from the cluster
-secret): the listener is on the agent's network, and the app behind it (a
-token-less Jupyter, say) must be reached only through a proxy's auth.
+with the forward preamble of that app's route (keyed from the cluster secret,
+:func:`~backendai.netproxy.forward_preamble`), which app proxies and the
+manager's tunnels send: the listener is on the agent's network, and the app
+behind it (a token-less Jupyter, say) must be reached only through them; a
+stale route that points at a port now forwarding another app is refused.
 
 A forward lives while its kernel does: a sweep every ``SWEEP_SECONDS`` closes
 the forwards of kernels this agent no longer has.  Starting the same app again
@@ -21,13 +23,14 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import NoReturn
 
 import trio
 
 from ..errors import BackendAIError
-from ..netproxy import forward_preamble
+from ..netproxy import forward_key, forward_preamble
 from .execution import ExecutionService
 from .runner_client import RunnerConnection
 
@@ -37,21 +40,30 @@ log = logging.getLogger(__name__)
 
 SWEEP_SECONDS = 15.0
 CHUNK = 65536
-PREAMBLE_TIMEOUT = 10.0
+# Proxies send the preamble at once; a connection that does not is dropped soon.
+PREAMBLE_TIMEOUT = 2.0
+# Connections to one forward that have not sent their preamble yet (more are dropped).
+MAX_UNADMITTED = 64
+# Refusals are logged at most once in this many seconds per forward.
+REFUSAL_LOG_SECONDS = 60.0
 
 
 @dataclass
 class _Forward:
     app_port: int
     port: int
+    preamble: bytes
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    unadmitted: int = 0
+    refused: int = 0
+    refusals_logged_at: float = -math.inf
 
 
 class AppForwarder:
     def __init__(self, service: ExecutionService, host: str, secret: str) -> None:
         self.service = service
         self.host = host
-        self._preamble = forward_preamble(secret)
+        self._key = forward_key(secret)
         self._forwards: dict[tuple[str, str], _Forward] = {}
         self._nursery: trio.Nursery | None = None
 
@@ -64,7 +76,10 @@ class AppForwarder:
             try:
                 while True:
                     await trio.sleep(SWEEP_SECONDS)
-                    await self.sweep()
+                    try:
+                        await self.sweep()
+                    except BackendAIError as e:  # Docker restarting, say: next time
+                        log.warning("app forwards: cannot list kernels (%s); trying later", e)
             finally:
                 self._nursery = None
         raise AssertionError("the app forwarder's nursery ended without being cancelled")
@@ -73,19 +88,26 @@ class AppForwarder:
         found = self._forwards.get((kernel_id, app))
         return found.port if found is not None else None
 
-    async def forward(self, kernel_id: str, app: str, app_port: int) -> int:
-        """The port on this host that reaches *app* (on *app_port* in the kernel)."""
+    async def forward(self, kernel_id: str, app: str, app_port: int, route: str) -> int:
+        """The port on this host that reaches *app* (on *app_port* in the kernel), for
+        connections that open with the preamble of *route*."""
         if self._nursery is None:
             raise BackendAIError("the agent's app forwarder is not running")
         key = (kernel_id, app)
+        preamble = forward_preamble(self._key, route)
         found = self._forwards.get(key)
-        if found is not None and found.app_port == app_port and not found.scope.cancel_called:
+        if found is not None and (found.app_port, found.preamble) == (app_port, preamble):
+            return found.port
+        [listener] = await trio.open_tcp_listeners(0, host=self.host)
+        # Another start of the same app may have made its forward meanwhile.
+        found = self._forwards.get(key)
+        if found is not None and (found.app_port, found.preamble) == (app_port, preamble):
+            await listener.aclose()
             return found.port
         if found is not None:
             found.scope.cancel()
-        [listener] = await trio.open_tcp_listeners(0, host=self.host)
         port = int(listener.socket.getsockname()[1])
-        fwd = self._forwards[key] = _Forward(app_port, port)
+        fwd = self._forwards[key] = _Forward(app_port, port, preamble)
         self._nursery.start_soon(self._serve_forward, listener, kernel_id, app, fwd)
         log.info(
             "app %s of kernel %s: forwarding %s:%d to port %d in the kernel",
@@ -124,11 +146,21 @@ class AppForwarder:
                         log.warning("app %s of kernel %s: accept failed: %s", app, kernel_id, e)
                         await trio.sleep(0.1)
                         continue
-                    nursery.start_soon(self._carry, stream, kernel_id, fwd.app_port)
+                    nursery.start_soon(self._carry, stream, kernel_id, fwd)
 
-    async def _carry(self, client: trio.SocketStream, kernel_id: str, app_port: int) -> None:
+    async def _carry(self, client: trio.SocketStream, kernel_id: str, fwd: _Forward) -> None:
+        app_port = fwd.app_port
         async with client:
-            if not await self._admitted(client):
+            if fwd.unadmitted >= MAX_UNADMITTED:
+                self._refused(fwd, client, f"{MAX_UNADMITTED} connections await their preamble")
+                return
+            fwd.unadmitted += 1
+            try:
+                admitted = await _admitted(client, fwd.preamble)
+            finally:
+                fwd.unadmitted -= 1
+            if not admitted:
+                self._refused(fwd, client, "it did not open with this app's forward preamble")
                 return
             try:
                 conn = await self.service.connect(kernel_id)
@@ -147,29 +179,38 @@ class AppForwarder:
             async with conn.stream:
                 await _splice(client, conn)
 
-    async def _admitted(self, client: trio.SocketStream) -> bool:
-        """Whether the connection opens with the preamble.  Read up to its length or its
-        first line end, nothing beyond, and judged whole (no early answer that would tell
-        how much of a guess was right)."""
-        want = len(self._preamble)
-        got = b""
-        with trio.move_on_after(PREAMBLE_TIMEOUT):
-            try:
-                while len(got) < want and b"\n" not in got:
-                    chunk = await client.receive_some(want - len(got))
-                    if not chunk:
-                        break
-                    got += chunk
-            except trio.BrokenResourceError:
-                return False
-        if hmac.compare_digest(got, self._preamble):
-            return True
-        log.warning(
-            "refused a connection to an app forward from %s: it did not open with the "
-            "forward preamble app proxies send",
-            _peer(client),
-        )
-        return False
+    def _refused(self, fwd: _Forward, client: trio.SocketStream, why: str) -> None:
+        fwd.refused += 1
+        now = trio.current_time()
+        if now - fwd.refusals_logged_at >= REFUSAL_LOG_SECONDS:
+            log.warning(
+                "app forward on port %d refused a connection from %s: %s "
+                "(%d refused since the last such message)",
+                fwd.port,
+                _peer(client),
+                why,
+                fwd.refused,
+            )
+            fwd.refusals_logged_at = now
+            fwd.refused = 0
+
+
+async def _admitted(client: trio.SocketStream, preamble: bytes) -> bool:
+    """Whether the connection opens with *preamble*.  Read up to its length or its first
+    line end, nothing beyond, and judged whole (no early answer that would tell how much
+    of a guess was right)."""
+    want = len(preamble)
+    got = b""
+    with trio.move_on_after(PREAMBLE_TIMEOUT):
+        try:
+            while len(got) < want and b"\n" not in got:
+                chunk = await client.receive_some(want - len(got))
+                if not chunk:
+                    break
+                got += chunk
+        except trio.BrokenResourceError:
+            return False
+    return hmac.compare_digest(got, preamble)
 
 
 def _peer(stream: trio.SocketStream) -> str:

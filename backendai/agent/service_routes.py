@@ -2,13 +2,15 @@
 
 ::
 
-    POST /v1/kernels/{kid}/services  {name, command, port?, env?, timeout?} -> {name, port, already, forwarded}
+    POST /v1/kernels/{kid}/services  {name, command, route, port?, env?, timeout?}
+                                     -> {name, port, already, forwarded}
 
 The agent picks a free port unless the manager names one, and asks the
 kernel's runner to start the app there; the answer comes once the app accepts
 connections.  The ``port`` answered is where app proxies reach the app on this
 agent's host: the app's own where kernels share the host's network, else that
-of a forward through the kernel runner (:mod:`.app_forward`).
+of a forward through the kernel runner (:mod:`.app_forward`), which admits
+connections that open with the preamble of ``route`` (``<session id>/<app>``).
 """
 
 from __future__ import annotations
@@ -66,12 +68,15 @@ def add_service_routes(
         except ValueError as e:
             raise InvalidAPIParameters(f"body is not JSON: {e}") from None
         message = _service_request(raw)
+        route = raw.get("route")
+        if not isinstance(route, str) or not route:
+            route = f"{kernel_id}/{message['name']}"
         reply = await execution.request(
             kernel_id, message, f"kernel {kernel_id!r}: app {message['name']!r}"
         )
         port = int(reply["port"])
         if forwarder is not None:
-            port = await forwarder.forward(kernel_id, str(reply["name"]), port)
+            port = await forwarder.forward(kernel_id, str(reply["name"]), port, route)
         body = {
             "name": reply["name"],
             "port": port,

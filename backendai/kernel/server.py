@@ -43,7 +43,7 @@ from .ptyop import serve_pty
 from .query import Interpreter, InterpreterError, QueryJob
 from .runloop import drive
 from .services import Services
-from .tunnel import op_connect
+from .tunnel import Tunnels
 from .wire import Connection, ProtocolError, error
 
 DEFAULT_IPC_DIR = "/opt/backendai/ipc"
@@ -80,6 +80,7 @@ class Runner:
         self.interpreter = Interpreter(python, runner_script, workdir, self.env)
         self.files = FileOps(workdir)
         self.services = Services(workdir, self.env)
+        self.tunnels = Tunnels()
         self.run: tuple[str, Job] | None = None
         self._lock = threading.Lock()
 
@@ -194,7 +195,7 @@ class Runner:
         return {
             "archive": self.op_archive,
             "complete": self.op_complete,
-            "connect": op_connect,
+            "connect": self.tunnels.op_connect,
             "execute": self.op_execute,
             "interrupt": self.op_interrupt,
             "list-files": self.files.list,

@@ -59,7 +59,7 @@ def _json_object(body: dict[str, Any], key: str) -> dict[str, Any]:
     return value
 
 
-def start_request(sdef: ServiceDef, body: dict[str, Any]) -> dict[str, Any]:
+def start_request(sdef: ServiceDef, body: dict[str, Any], session_id: str) -> dict[str, Any]:
     try:
         envs = {str(k): str(v) for k, v in _json_object(body, "envs").items()}
         arguments = _json_object(body, "arguments")
@@ -71,7 +71,14 @@ def start_request(sdef: ServiceDef, body: dict[str, Any]) -> dict[str, Any]:
     command = sdef.command
     for k, v in arguments.items():
         command += f" {shlex.quote(str(k))}" + ("" if v is None else f"={shlex.quote(str(v))}")
-    return {"name": sdef.name, "command": command, "port": port, "env": envs}
+    return {
+        "name": sdef.name,
+        "command": command,
+        "port": port,
+        "env": envs,
+        # The route's name: a forward (kernels without host networking) admits its own only.
+        "route": f"{session_id}/{sdef.name}",
+    }
 
 
 def add_app_routes(app: QuartTrio, ctx: ManagerContext) -> None:
@@ -106,7 +113,7 @@ def add_app_routes(app: QuartTrio, ctx: ManagerContext) -> None:
         target = await main_kernel(ctx, session)
         try:
             started = await ctx.agents.start_service(
-                target.agent_addr, target.kernel_id, start_request(sdef, body)
+                target.agent_addr, target.kernel_id, start_request(sdef, body, session["id"])
             )
         except RPCError as e:
             raise api_error(e, f"starting app {sdef.name!r} in session {session['name']!r}") from e

@@ -22,7 +22,15 @@ from .route_api import RouteAPI, app_route_from_json, app_route_to_json
 from .routes import Gate, ProxySettings, Route, Router, RouteTable
 from .server import ProxyServer
 from .spent import SpentTokens
-from .tokens import Claims, TokenError, cookie_name, forward_preamble, sign, verify
+from .tokens import (
+    Claims,
+    TokenError,
+    cookie_name,
+    forward_key,
+    forward_preamble,
+    sign,
+    verify,
+)
 from .upstreams import ConnectionLimiter
 from .wire import Side, splice
 from .worker import worker_environment
@@ -63,6 +71,7 @@ __all__ = [
     "cookie_name",
     "find_head_end",
     "follow_feed",
+    "forward_key",
     "forward_preamble",
     "handle_connection",
     "handle_tcp",

@@ -122,7 +122,12 @@ class AuthGate:
             return page(403, f"the token for the app {what} was refused: {e}")
         if claims.owner != route.owner:
             return page(403, f"the token for the app {what} belongs to another user")
-        if not self._spent.spend(token, claims.exp, now):
+        try:
+            first_use = self._spent.spend(token, claims.exp, now)
+        except OSError as e:  # cannot tell whether it was used: refuse, never open
+            log.error("cannot record the use of a token for app %s: %s", route.name, e)
+            return page(503, f"the proxy cannot record logins to the app {what} now: {e}")
+        if not first_use:
             log.info("refused a spent token for app %s from %s", route.name, ip)
             return page(403, f"the token for the app {what} was used already; ask for a new link")
         value = sign(self._secret, Claims("cookie", route.name, claims.owner, now + self._ttl))

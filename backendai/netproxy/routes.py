@@ -36,8 +36,8 @@ class ProxySettings:
     connect_timeout: float = 5.0
     max_connections_per_route: int = 1000
     scheme: Literal["http", "https"] = "http"
-    # The preamble a connection to a forwarded app opens with (from the cluster secret).
-    forward_preamble: str = ""
+    # The key connections to forwarded apps are opened with (tokens.forward_key).
+    forward_key: str = ""
 
 
 class Router(Protocol):

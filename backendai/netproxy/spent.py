@@ -2,10 +2,13 @@
 
 A token opens its app once.  With several worker processes on one port (and
 across a restart of the proxy), each process must see every exchange: a token
-spent is a file in a directory the processes share, created with ``O_EXCL``
-(so exactly one process wins a race), named by the token's hash, its mtime set
-to the token's expiry.  Expired files are removed now and then.  Without a
-directory (tests, one process), a dict does the same in memory.
+spent is a file in a directory the processes share, named by the token's
+hash, its mtime the token's expiry.  It is made under a temporary name, given
+its mtime, then hard-linked to its name (a link fails if the name exists, so
+exactly one process wins a race, and no one ever sees the file without its
+expiry).  Expired files are removed now and then.  Without a directory (tests,
+one process), a dict does the same in memory.  A failure to record (a full
+disk, no descriptors left) is an OSError: the caller refuses the token.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import secrets
 from pathlib import Path
 
 __all__ = ["SpentTokens"]
@@ -21,6 +25,7 @@ __all__ = ["SpentTokens"]
 log = logging.getLogger(__name__)
 
 _SWEEP_EVERY = 200
+_STALE_TEMP_SECONDS = 60.0
 
 
 class SpentTokens:
@@ -43,13 +48,18 @@ class SpentTokens:
             self._memory[name] = exp
             return True
         path = self.directory / name
+        tmp = self.directory / f".{name}.{os.getpid()}.{secrets.token_hex(4)}"
+        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        except FileExistsError:
-            return False
-        os.close(fd)
-        os.utime(path, (exp, exp))
-        return True
+            os.utime(tmp, (exp, exp))
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return False
+            return True
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
     def sweep(self, now: float) -> None:
         """Forget the tokens that have expired (they are refused as expired anyway)."""
@@ -63,5 +73,9 @@ class SpentTokens:
             return
         for entry in entries:
             with contextlib.suppress(OSError):
-                if entry.stat().st_mtime < now:
+                st = entry.stat()
+                if entry.name.startswith("."):  # a temporary name left by a crash
+                    if st.st_ctime < now - _STALE_TEMP_SECONDS:
+                        os.unlink(entry.path)
+                elif st.st_mtime < now:
                     os.unlink(entry.path)

@@ -16,7 +16,15 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Claims", "TokenError", "cookie_name", "forward_preamble", "sign", "verify"]
+__all__ = [
+    "Claims",
+    "TokenError",
+    "cookie_name",
+    "forward_key",
+    "forward_preamble",
+    "sign",
+    "verify",
+]
 
 Kind = Literal["token", "cookie"]
 
@@ -75,8 +83,15 @@ def cookie_name(route: str) -> str:
     return "backendai_app_" + hashlib.sha256(route.encode()).hexdigest()[:16]
 
 
-def forward_preamble(secret: str) -> bytes:
-    """What an app proxy sends first on a connection to an agent's app forward, so that the
-    forward carries nobody else's (a key derived from the cluster secret, not the secret)."""
-    key = hmac.new(secret.encode(), b"backendai app forward", hashlib.sha256).hexdigest()
-    return f"BACKENDAI-FORWARD {key}\r\n".encode()
+def forward_key(secret: str) -> str:
+    """The key app forwards are opened with, derived from the cluster secret (so that app
+    proxies' worker processes and settings need not hold the secret itself)."""
+    return hmac.new(secret.encode(), b"backendai app forward", hashlib.sha256).hexdigest()
+
+
+def forward_preamble(key: str, route: str) -> bytes:
+    """What is sent first on a connection to an agent's forward of app *route*
+    (``<session id>/<app>``): the forward carries nobody else's, and only to its own app
+    (a stale route that now points at another app's forward is refused there)."""
+    mac = hmac.new(key.encode(), f"forward {route}".encode(), hashlib.sha256).hexdigest()
+    return f"BACKENDAI-FORWARD {mac}\r\n".encode()

@@ -8,6 +8,7 @@ import trio
 
 from .pages import page
 from .routes import ProxySettings, Route
+from .tokens import forward_preamble
 from .wire import Side
 
 __all__ = ["ConnectionLimiter", "Refused", "Upstream", "close_upstream", "connect", "open_upstream"]
@@ -114,8 +115,12 @@ async def connect(route: Route, what: str, s: ProxySettings, limiter: Connection
     try:
         with trio.fail_after(s.connect_timeout):
             stream = await trio.open_tcp_stream(route.host, route.port)
-            if route.forwarded:  # the agent's forward wants to know it is us
-                await stream.send_all(s.forward_preamble.encode())
+            if route.forwarded:  # the agent's forward wants to know it is us, for this app
+                try:
+                    await stream.send_all(forward_preamble(s.forward_key, route.name))
+                except BaseException:
+                    await trio.aclose_forcefully(stream)
+                    raise
     except trio.TooSlowError:
         limiter.release(route)
         log.info("app at %s:%d for %s did not accept within %g s", route.host, route.port, what,

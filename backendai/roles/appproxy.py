@@ -26,7 +26,7 @@ from ..netproxy import (
     SpentTokens,
     announce_forever,
     bound_port,
-    forward_preamble,
+    forward_key,
     open_listeners,
     tls_context,
     worker_environment,
@@ -54,7 +54,7 @@ def settings_from(cfg: AppProxyConfig, secret: str = "") -> ProxySettings:
         connect_timeout=cfg.connect_timeout,
         max_connections_per_route=cfg.max_connections_per_route,
         scheme="https" if cfg.tls_cert else "http",
-        forward_preamble=forward_preamble(secret).decode() if secret else "",
+        forward_key=forward_key(secret) if secret else "",
     )
 
 
