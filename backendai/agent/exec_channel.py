@@ -32,6 +32,7 @@ connection, and the runner interrupts the run (and kills it if it will not stop)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from typing import Any
@@ -40,9 +41,15 @@ import trio
 from quart import websocket
 from quart_trio import QuartTrio
 
-from ..errors import APIError, BackendAIError, InvalidAPIParameters, KernelNotFound
+from ..errors import (
+    APIError,
+    BackendAIError,
+    InvalidAPIParameters,
+    KernelError,
+    KernelNotFound,
+)
 from .execution import ExecuteRequest, ExecutionService, parse_execute
-from .runner_client import RunnerConnection, check_reply
+from .runner_client import RunnerConnection, check_reply, connect_runner
 
 __all__ = ["add_exec_channel"]
 
@@ -119,6 +126,8 @@ async def _send(run_id: str | None, frames: list[dict[str, Any]]) -> None:
 async def _connect(service: ExecutionService, kernel_id: str, run_id: str) -> RunnerConnection:
     """The kernel's runner (up to ``RUNNER_START_WAIT`` for one still starting), with
     keepalives to the manager meanwhile."""
+    with contextlib.suppress(KernelError):  # a warm kernel answers at once
+        return await connect_runner(service.ipc_dir(kernel_id), kernel_id)
     async with trio.open_nursery() as nursery:
 
         async def keepalive() -> None:
