@@ -145,6 +145,10 @@ async def main(runs: int, mb: int) -> None:
                             rest.append(await ours_rest(api, "bench-exec"))
                     seconds, received = await throughput(api, "bench-exec", mb)
                     await api.destroy_session("bench-exec")
+                    ended = ("TERMINATED", "CANCELLED", "ERROR")
+                    with trio.fail_after(60):  # its container goes before the cluster stops
+                        while (await api.get_session("bench-exec"))["status"] not in ended:  # noqa: ASYNC110
+                            await trio.sleep(0.1)  # polling the manager
                 nursery.cancel_scope.cancel()
     finally:
         kc.stop_channels()
