@@ -92,6 +92,32 @@ async def test_a_forward_carries_connections_until_its_kernel_is_gone(agent: Exe
         nursery.cancel_scope.cancel()
 
 
+async def test_a_restarted_agent_reopens_its_forwards_on_the_same_ports(agent: ExecAgent) -> None:
+    kid = await agent.kernel()
+    preamble = forward_preamble(forward_key(SECRET), "s1/echo")
+    async with trio.open_nursery() as nursery:
+        [app] = await nursery.start(partial(trio.serve_tcp, _echo_upper, 0, host="127.0.0.1"))
+        app_port = app.socket.getsockname()[1]
+        async with trio.open_nursery() as first_agent:
+            before = AppForwarder(agent.service, "127.0.0.1", SECRET)
+            await first_agent.start(before.serve)
+            port = await before.forward(kid, "echo", app_port, "s1/echo")
+            first_agent.cancel_scope.cancel()  # the agent process ends; the kernel lives on
+        after = AppForwarder(agent.service, "127.0.0.1", SECRET)
+        await nursery.start(after.serve)
+        assert await after.restore(kid) == 1
+        assert after.port_of(kid, "echo") == port
+        with trio.fail_after(30):
+            async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+                await stream.send_all(preamble + b"still here")
+                await stream.send_eof()
+                got = b""
+                while chunk := await stream.receive_some():
+                    got += chunk
+        assert got == b"STILL HERE"
+        nursery.cancel_scope.cancel()
+
+
 @pytest.mark.docker
 @pytest.mark.slow
 async def test_an_app_in_a_kernel_without_network_is_reached_through_the_proxy(

@@ -16,14 +16,18 @@ stale route that points at a port now forwarding another app is refused.
 A forward lives while its kernel does: a sweep every ``SWEEP_SECONDS`` closes
 the forwards of kernels this agent no longer has.  Starting the same app again
 keeps its forward (and so its route); an app restarted on another port in the
-kernel gets a new one.
+kernel gets a new one.  Each kernel's forwards are written to ``forwards.json``
+in its scratch directory, and an agent that starts again reopens them on the
+same ports (:meth:`AppForwarder.restore`), so the routes pointing there stay good.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 from typing import NoReturn
 
@@ -53,6 +57,7 @@ class _Forward:
     app_port: int
     port: int
     preamble: bytes
+    route: str
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     unadmitted: int = 0
     refused: int = 0
@@ -106,18 +111,80 @@ class AppForwarder:
             return found.port
         if found is not None:
             found.scope.cancel()
-        port = int(listener.socket.getsockname()[1])
-        fwd = self._forwards[key] = _Forward(app_port, port, preamble)
+        port = self._open(listener, kernel_id, app, _Forward(app_port, 0, preamble, route))
+        await trio.to_thread.run_sync(self._save, kernel_id)
+        return port
+
+    def _open(self, listener: trio.SocketListener, kernel_id: str, app: str, fwd: _Forward) -> int:
+        assert self._nursery is not None
+        fwd.port = int(listener.socket.getsockname()[1])
+        self._forwards[(kernel_id, app)] = fwd
         self._nursery.start_soon(self._serve_forward, listener, kernel_id, app, fwd)
         log.info(
             "app %s of kernel %s: forwarding %s:%d to port %d in the kernel",
             app,
             kernel_id,
             self.host,
-            port,
-            app_port,
+            fwd.port,
+            fwd.app_port,
         )
-        return port
+        return fwd.port
+
+    def _state_file(self, kernel_id: str) -> str:
+        return os.path.join(self.service.ipc_dir(kernel_id).parent, "forwards.json")
+
+    def _save(self, kernel_id: str) -> None:
+        state = {
+            app: {"app_port": f.app_port, "port": f.port, "route": f.route}
+            for (kid, app), f in self._forwards.items()
+            if kid == kernel_id
+        }
+        path = self._state_file(kernel_id)
+        try:
+            with open(path + ".tmp", "w") as out:
+                json.dump(state, out)
+            os.replace(path + ".tmp", path)
+        except OSError as e:  # the forward works; only a restart would lose it
+            log.warning("cannot record the app forwards of kernel %s in %s: %s", kernel_id, path, e)
+
+    async def restore(self, kernel_id: str) -> int:
+        """Reopen the forwards a previous agent process made for *kernel_id*, on the same
+        ports; how many were reopened (a port taken meanwhile is logged and skipped)."""
+        path = self._state_file(kernel_id)
+        try:
+            raw = await trio.Path(path).read_text()
+        except FileNotFoundError:
+            return 0
+        except OSError as e:
+            log.warning("cannot read the app forwards of kernel %s: %s", kernel_id, e)
+            return 0
+        try:
+            state = json.loads(raw)
+            entries = [
+                (str(app), int(v["app_port"]), int(v["port"]), str(v["route"]))
+                for app, v in state.items()
+            ]
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            log.warning("ignoring the app forwards recorded in %s: %s", path, e)
+            return 0
+        reopened = 0
+        for app, app_port, port, route in entries:
+            try:
+                [listener] = await trio.open_tcp_listeners(port, host=self.host)
+            except OSError as e:
+                log.warning(
+                    "app %s of kernel %s: cannot reopen its forward on port %d (%s); it answers "
+                    "again once the app is started again",
+                    app,
+                    kernel_id,
+                    port,
+                    e.strerror or e,
+                )
+                continue
+            preamble = forward_preamble(self._key, route)
+            self._open(listener, kernel_id, app, _Forward(app_port, 0, preamble, route))
+            reopened += 1
+        return reopened
 
     async def sweep(self) -> None:
         """Close the forwards of kernels that are gone."""

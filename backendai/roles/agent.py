@@ -72,6 +72,8 @@ async def serve(
             if not backend.shares_host_network:
                 forwarder = AppForwarder(execution, cfg.host, config.cluster.secret.reveal())
                 await nursery.start(forwarder.serve)
+                for kernel in adopted:  # their apps' routes point at the same ports again
+                    await forwarder.restore(kernel.kernel_id)
             rpc_app = create_rpc_app(
                 registry,
                 config.cluster.secret,
