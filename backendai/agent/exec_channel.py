@@ -65,33 +65,29 @@ def add_exec_channel(app: QuartTrio, service: ExecutionService) -> None:
         await websocket.accept()
         while True:
             raw = await websocket.receive()
-            if _is_late_input(raw):
-                log.debug("execute channel: dropped an input that came after its run ended")
-                continue
             try:
-                kernel_id, req = parse_channel_execute(raw)
+                parsed = parse_channel_execute(raw)
             except InvalidAPIParameters as e:
                 await _send(None, [error_frame(e)])
                 continue
+            if parsed is None:
+                log.debug("execute channel: dropped an input that came after its run ended")
+                continue
+            kernel_id, req = parsed
             if not await relay_run(service, kernel_id, req):
                 await websocket.close(1008, "only 'input' messages are taken during a run")
                 return
 
 
-def _is_late_input(raw: str | bytes) -> bool:
-    try:
-        message = json.loads(raw)
-    except ValueError:
-        return False
-    return isinstance(message, dict) and message.get("op") == "input"
-
-
-def parse_channel_execute(raw: str | bytes) -> tuple[str, ExecuteRequest]:
-    """(kernel id, request) of an ``execute`` message; InvalidAPIParameters names what is wrong."""
+def parse_channel_execute(raw: str | bytes) -> tuple[str, ExecuteRequest] | None:
+    """(kernel id, request) of an ``execute`` message; None for an ``input`` whose run has
+    ended (to drop); InvalidAPIParameters names what else is wrong."""
     try:
         message = json.loads(raw)
     except ValueError as e:
         raise InvalidAPIParameters(f"execute channel: message is not JSON: {e}") from None
+    if isinstance(message, dict) and message.get("op") == "input":
+        return None
     if not isinstance(message, dict) or message.get("op") != "execute":
         op = message.get("op") if isinstance(message, dict) else None
         raise InvalidAPIParameters(
