@@ -109,7 +109,10 @@ async def test_a_session_pulls_its_image_with_progress_and_credentials(
     tmp_path: Path, kernel_image: str
 ) -> None:
     async with open_auth_registry(tmp_path / "registry", _storage(tmp_path)) as reg:
-        await _push_with_cli(reg)
+        try:
+            await _push_with_cli(reg)
+        finally:  # the push tagged the kernel image for this registry, whose port is gone next
+            await trio.to_thread.run_sync(_remove, f"{reg.host}/backendai/python:3.11")
         image = f"{reg.host}/backendai/pulltest:{uuid.uuid4().hex[:10]}"
         await trio.to_thread.run_sync(_build_derived, image, tmp_path / "context")
         await trio.to_thread.run_sync(
