@@ -19,7 +19,7 @@ from quart import websocket
 from quart_trio import QuartTrio
 
 from ..errors import APIError, InvalidAPIParameters, RPCError
-from ..netproxy import forward_key, forward_preamble
+from ..netproxy import forward_key, open_app_stream
 from .apps_api import session_apps, start_request
 from .context import ManagerContext
 from .kernel_access import api_error, main_kernel
@@ -49,14 +49,13 @@ async def _tunnel(ctx: ManagerContext, ref: str) -> None:
         except RPCError as e:
             raise api_error(e, f"starting app {name!r} in session {session['name']!r}") from e
         host = target.agent_addr.rsplit(":", 1)[0].strip("[]")
-        app_stream = await trio.open_tcp_stream(host, int(started["port"]))
-        if started.get("forwarded"):  # the agent's forward admits its app's route only
-            key = forward_key(ctx.config.cluster.secret.reveal())
-            try:
-                await app_stream.send_all(forward_preamble(key, f"{session['id']}/{sdef.name}"))
-            except BaseException:
-                await trio.aclose_forcefully(app_stream)
-                raise
+        forwarded = bool(started.get("forwarded"))  # its forward admits its app's route only
+        app_stream = await open_app_stream(
+            host,
+            int(started["port"]),
+            forward_key=forward_key(ctx.config.cluster.secret.reveal()) if forwarded else None,
+            route=f"{session['id']}/{sdef.name}",
+        )
     except (APIError, OSError, trio.BrokenResourceError) as e:
         await websocket.accept()
         await websocket.send(json.dumps({"status": "error", "msg": str(e)}))

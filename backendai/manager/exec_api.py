@@ -20,7 +20,7 @@ from ..errors import InvalidAPIParameters, RPCError
 from .api import Caller, json_body, json_response
 from .app_proxies import remove_session_routes
 from .context import ManagerContext
-from .kernel_access import KernelTarget, api_error, main_kernel, session_target
+from .kernel_access import KernelTarget, api_error, caller_target, main_kernel
 from .launcher import _agent_spec as agent_spec
 from .session_api import owner_scope
 from .session_ops import resolve_session
@@ -114,16 +114,11 @@ async def execute_step(
     return result_json(run_id, r)
 
 
-async def _target(ctx: ManagerContext, ref: str) -> KernelTarget:
-    caller: Caller = g.caller
-    return await session_target(ctx, ref, owner_scope(caller))
-
-
 def add_exec_routes(app: QuartTrio, ctx: ManagerContext) -> None:
     @app.route("/session/<ref>", methods=["POST"])
     async def execute(ref: str) -> Response:
         mode, run_id, code, options = parse_execute(await json_body())
-        target = await _target(ctx, ref)
+        target = await caller_target(ctx, ref)
         if mode == "complete":
             return json_response({"result": await _complete(target, code, options)})
         return json_response(
@@ -132,7 +127,7 @@ def add_exec_routes(app: QuartTrio, ctx: ManagerContext) -> None:
 
     @app.route("/session/<ref>/interrupt", methods=["POST"])
     async def interrupt(ref: str) -> Response:
-        target = await _target(ctx, ref)
+        target = await caller_target(ctx, ref)
         try:
             await ctx.agents.interrupt(target.agent_addr, target.kernel_id)
         except RPCError as e:
@@ -146,7 +141,7 @@ def add_exec_routes(app: QuartTrio, ctx: ManagerContext) -> None:
             raise InvalidAPIParameters(
                 "body must be an object with a string 'code' and optional 'options'"
             )
-        target = await _target(ctx, ref)
+        target = await caller_target(ctx, ref)
         return json_response(
             {"result": await _complete(target, body.get("code", ""), body.get("options") or {})}
         )

@@ -24,17 +24,20 @@ from collections import deque
 from typing import Any
 
 import trio
-from quart import g, websocket
+from quart import websocket
 
 from ..errors import APIError, InvalidAPIParameters, RPCError
-from .api import Caller
 from .context import ManagerContext
 from .exec_channels import ExecChannel
 from .exec_results import fold_frames, parse_first_message, split_result
-from .kernel_access import ACTIVITY_WRITE_INTERVAL, KernelTarget, api_error, session_target
-from .session_api import owner_scope
+from .kernel_access import (
+    ACTIVITY_WRITE_INTERVAL,
+    KernelTarget,
+    api_error,
+    caller_target,
+)
 
-__all__ = ["caller_target", "serve_execute_stream"]
+__all__ = ["serve_execute_stream"]
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +69,6 @@ def _is_object(raw: str | bytes) -> bool:
         return isinstance(json.loads(raw), dict)
     except (ValueError, UnicodeDecodeError):
         return False
-
-
-async def caller_target(ctx: ManagerContext, ref: str) -> KernelTarget:
-    """The main kernel of the calling user's session *ref*."""
-    caller: Caller = g.caller
-    return await session_target(ctx, ref, owner_scope(caller))
 
 
 async def serve_execute_stream(ctx: ManagerContext, ref: str) -> None:

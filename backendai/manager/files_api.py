@@ -14,14 +14,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import unquote
 
-from quart import Response, g, request
+from quart import Response, request
 from quart_trio import QuartTrio
 
 from ..errors import InvalidAPIParameters, PayloadTooLarge, RPCError
-from .api import Caller, json_response
+from .api import json_response
 from .context import ManagerContext
-from .kernel_access import KernelTarget, api_error, session_target
-from .session_api import owner_scope
+from .kernel_access import KernelTarget, api_error, caller_target
 
 __all__ = ["add_file_routes", "check_relative_path"]
 
@@ -40,11 +39,6 @@ def check_relative_path(path: str) -> str:
     if norm == ".." or norm.startswith("../"):
         raise InvalidAPIParameters(f"path {path!r} leaves /home/work")
     return norm
-
-
-async def _target(ctx: ManagerContext, ref: str) -> KernelTarget:
-    caller: Caller = g.caller
-    return await session_target(ctx, ref, owner_scope(caller))
 
 
 async def _body_or_args() -> dict[str, Any]:
@@ -70,7 +64,7 @@ def add_file_routes(app: QuartTrio, ctx: ManagerContext) -> None:
 
     @app.route("/session/<ref>/upload", methods=["POST"])
     async def upload(ref: str) -> Response:
-        target = await _target(ctx, ref)
+        target = await caller_target(ctx, ref)
         request.max_content_length = limit
         if request.content_length is not None and request.content_length > limit:
             raise PayloadTooLarge(
@@ -99,7 +93,7 @@ def add_file_routes(app: QuartTrio, ctx: ManagerContext) -> None:
 
     @app.route("/session/<ref>/files", methods=["GET"])
     async def list_files(ref: str) -> Response:
-        target = await _target(ctx, ref)
+        target = await caller_target(ctx, ref)
         path = check_relative_path(str((await _body_or_args()).get("path") or "."))
         try:
             listing = await ctx.agents.list_files(target.agent_addr, target.kernel_id, path)
@@ -122,14 +116,14 @@ def add_file_routes(app: QuartTrio, ctx: ManagerContext) -> None:
 
     @app.route("/session/<ref>/download_single", methods=["GET"])
     async def download_single(ref: str) -> Response:
-        target = await _target(ctx, ref)
+        target = await caller_target(ctx, ref)
         args = await _body_or_args()
         path = check_relative_path(str(args.get("file") or args.get("path") or ""))
         return await _relay(target, "/files/content", path, "application/octet-stream")
 
     @app.route("/session/<ref>/download", methods=["GET", "POST"])
     async def download(ref: str) -> Response:
-        target = await _target(ctx, ref)
+        target = await caller_target(ctx, ref)
         names = (await _body_or_args()).get("files") or []
         if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
             raise InvalidAPIParameters("files: expected a non-empty list of paths under /home/work")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from quart import g
 
 from ..db.tables import agents, kernels, sessions
 from ..errors import (
@@ -19,10 +20,12 @@ from ..errors import (
     ServerError,
     SessionNotFound,
 )
+from .api import Caller
 from .context import ManagerContext
 from .repo import find_session
+from .session_api import owner_scope
 
-__all__ = ["KernelTarget", "api_error", "main_kernel", "session_target"]
+__all__ = ["KernelTarget", "api_error", "caller_target", "main_kernel", "session_target"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,12 @@ async def session_target(ctx: ManagerContext, ref: str, access_key: str | None) 
         return _main_kernel_tx(c, session)
 
     return await ctx.db.run(_find)
+
+
+async def caller_target(ctx: ManagerContext, ref: str) -> KernelTarget:
+    """The main kernel of the calling user's session *ref* (in a request or websocket)."""
+    caller: Caller = g.caller
+    return await session_target(ctx, ref, owner_scope(caller))
 
 
 def api_error(e: RPCError, what: str) -> APIError:

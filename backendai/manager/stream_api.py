@@ -15,7 +15,8 @@ from quart import websocket
 from quart_trio import QuartTrio
 
 from .context import ManagerContext
-from .exec_stream import caller_target, serve_execute_stream
+from .exec_stream import serve_execute_stream
+from .kernel_access import caller_target
 
 __all__ = ["add_stream_routes"]
 

@@ -31,7 +31,7 @@ from .tokens import (
     sign,
     verify,
 )
-from .upstreams import ConnectionLimiter
+from .upstreams import ConnectionLimiter, open_app_stream
 from .wire import Side, splice
 from .worker import worker_environment
 
@@ -75,6 +75,7 @@ __all__ = [
     "forward_preamble",
     "handle_connection",
     "handle_tcp",
+    "open_app_stream",
     "open_listeners",
     "page",
     "parse_head",

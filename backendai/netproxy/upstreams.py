@@ -11,7 +11,15 @@ from .routes import ProxySettings, Route
 from .tokens import forward_preamble
 from .wire import Side
 
-__all__ = ["ConnectionLimiter", "Refused", "Upstream", "close_upstream", "connect", "open_upstream"]
+__all__ = [
+    "ConnectionLimiter",
+    "Refused",
+    "Upstream",
+    "close_upstream",
+    "connect",
+    "open_app_stream",
+    "open_upstream",
+]
 
 log = logging.getLogger(__name__)
 
@@ -108,19 +116,33 @@ async def open_upstream(
     return Upstream(route, await connect(route, what, s, limiter))
 
 
+async def open_app_stream(
+    host: str, port: int, *, forward_key: str | None = None, route: str = ""
+) -> trio.SocketStream:
+    """A connection to an app; to an agent's forward (*forward_key* given), opened with the
+    preamble of *route*, as the forward admits its own app's connections only."""
+    stream = await trio.open_tcp_stream(host, port)
+    if forward_key is not None:
+        try:
+            await stream.send_all(forward_preamble(forward_key, route))
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
+    return stream
+
+
 async def connect(route: Route, what: str, s: ProxySettings, limiter: ConnectionLimiter) -> Side:
     if not limiter.claim(route):
         log.info("app %s is at its limit of %d connections; refusing", what, limiter.limit)
         raise Refused(page(503, f"the app {what} has too many connections ({limiter.limit})"))
     try:
         with trio.fail_after(s.connect_timeout):
-            stream = await trio.open_tcp_stream(route.host, route.port)
-            if route.forwarded:  # the agent's forward wants to know it is us, for this app
-                try:
-                    await stream.send_all(forward_preamble(s.forward_key, route.name))
-                except BaseException:
-                    await trio.aclose_forcefully(stream)
-                    raise
+            stream = await open_app_stream(
+                route.host,
+                route.port,
+                forward_key=s.forward_key if route.forwarded else None,
+                route=route.name,
+            )
     except trio.TooSlowError:
         limiter.release(route)
         log.info("app at %s:%d for %s did not accept within %g s", route.host, route.port, what,
